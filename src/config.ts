@@ -1,0 +1,87 @@
+import { resolve } from 'node:path';
+
+/** A purchase event and the property holding its revenue. */
+export interface PurchaseEvent {
+  event: string;
+  revenueProperty: string;
+}
+
+export interface HubConfig {
+  port: number;
+  /** Where the embedded database and generated keys live. */
+  dataDir: string;
+  /** PostgreSQL URL; embedded PGlite when absent. */
+  databaseUrl?: string;
+  /** Used as the admin token on first start instead of a generated one. */
+  initialAdminToken?: string;
+  /** Used as the tracking write key on first start instead of a generated one. */
+  initialWriteKey?: string;
+  /** Events that count as purchases for purchase_count / total_spent. */
+  purchaseEvents: PurchaseEvent[];
+  /** Trait sources, highest priority first; unlisted sources rank below all listed ones. */
+  traitSourcePriority: string[];
+  /** Identity types that only identify a device or browser: a profile holding only these is a visitor. */
+  anonymousIdentityTypes: string[];
+  /** ISO country used to read phone numbers written without a country code, if any. */
+  defaultPhoneCountry?: string;
+}
+
+/** GA4's `purchase`/`value` and the Segment e-commerce spec's `Order Completed`/`revenue`. */
+export const DEFAULT_PURCHASE_EVENTS: PurchaseEvent[] = [
+  { event: 'purchase', revenueProperty: 'value' },
+  { event: 'Order Completed', revenueProperty: 'revenue' },
+];
+
+/**
+ * Parse `event:property,event:property`, e.g. `purchase:value,Order Completed:revenue`.
+ * A name holding a colon can be written with the property after the last colon.
+ */
+export function parsePurchaseEvents(text: string): PurchaseEvent[] {
+  return text
+    .split(',')
+    .map((part) => part.trim())
+    .filter(Boolean)
+    .map((part) => {
+      const at = part.lastIndexOf(':');
+      if (at <= 0 || at === part.length - 1) {
+        throw new Error(
+          `AUDIENCEHUB_PURCHASE_EVENTS: "${part}" is not of the form event:revenueProperty`,
+        );
+      }
+      return { event: part.slice(0, at).trim(), revenueProperty: part.slice(at + 1).trim() };
+    });
+}
+
+const list = (text: string | undefined) =>
+  (text ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+
+/** The configuration from the environment, with defaults for everything. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): HubConfig {
+  const port = Number(env.PORT ?? 3000);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new Error(`PORT: "${env.PORT}" is not a port number`);
+  }
+  return {
+    port,
+    dataDir: resolve(env.AUDIENCEHUB_DATA_DIR ?? './data'),
+    databaseUrl: env.DATABASE_URL || undefined,
+    initialAdminToken: env.AUDIENCEHUB_ADMIN_TOKEN || undefined,
+    initialWriteKey: env.AUDIENCEHUB_WRITE_KEY || undefined,
+    purchaseEvents: env.AUDIENCEHUB_PURCHASE_EVENTS
+      ? parsePurchaseEvents(env.AUDIENCEHUB_PURCHASE_EVENTS)
+      : DEFAULT_PURCHASE_EVENTS,
+    traitSourcePriority: list(env.AUDIENCEHUB_TRAIT_PRIORITY),
+    anonymousIdentityTypes: env.AUDIENCEHUB_ANONYMOUS_IDENTITY_TYPES
+      ? list(env.AUDIENCEHUB_ANONYMOUS_IDENTITY_TYPES)
+      : ['anonymous_id'],
+    defaultPhoneCountry: env.AUDIENCEHUB_PHONE_COUNTRY || undefined,
+  };
+}
+
+/** A configuration for tests and embedding: defaults, then `overrides`. */
+export function testConfig(overrides: Partial<HubConfig> = {}): HubConfig {
+  return { ...loadConfig({}), ...overrides };
+}

@@ -1,0 +1,10 @@
+import type { HubConfig } from './config.ts';
+import type { Db } from './db/index.ts';
+import type { Logger } from './log.ts';
+
+/** What every request handler and job receives: the database, the configuration, a logger. */
+export interface HubContext {
+  db: Db;
+  config: HubConfig;
+  log: Logger;
+}

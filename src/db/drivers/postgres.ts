@@ -1,0 +1,42 @@
+import postgres from 'postgres';
+import { drizzle } from 'drizzle-orm/postgres-js';
+import { migrate } from 'drizzle-orm/postgres-js/migrator';
+import * as schema from '../schema.ts';
+import { migrationsFolder } from '../migrations-folder.ts';
+import type { Database, Db } from '../types.ts';
+
+/** An arbitrary constant: every hub process migrating the same database takes this lock first. */
+const MIGRATION_LOCK = 7_146_513_220_114_081n;
+
+export interface PostgresOptions {
+  /** Pool size; defaults to 10. */
+  max?: number;
+}
+
+/**
+ * PostgreSQL through postgres.js.
+ *
+ * @example
+ * const database = openPostgres('postgres://127.0.0.1:5432/audiencehub');
+ * await database.migrate();
+ */
+export function openPostgres(url: string, options: PostgresOptions = {}): Database {
+  const client = postgres(url, { max: options.max ?? 10, onnotice: () => {} });
+  const db = drizzle(client, { schema }) as unknown as Db;
+  return {
+    db,
+    driver: 'postgres',
+    async migrate() {
+      // A dedicated connection, so the session-level advisory lock and the migration share it.
+      const one = postgres(url, { max: 1, onnotice: () => {} });
+      try {
+        await one`select pg_advisory_lock(${MIGRATION_LOCK.toString()}::bigint)`;
+        await migrate(drizzle(one, { schema }), { migrationsFolder });
+        await one`select pg_advisory_unlock(${MIGRATION_LOCK.toString()}::bigint)`;
+      } finally {
+        await one.end();
+      }
+    },
+    close: () => client.end({ timeout: 5 }),
+  };
+}

@@ -1,0 +1,87 @@
+import { join } from 'node:path';
+import { sql, type SQL } from 'drizzle-orm';
+import { openPglite } from './drivers/pglite.ts';
+import { openPostgres } from './drivers/postgres.ts';
+import type { Database, Db } from './types.ts';
+
+export type { Database, Db, Tx, DriverName } from './types.ts';
+export * as schema from './schema.ts';
+
+export interface OpenDatabaseOptions {
+  /** When set, PostgreSQL at this URL; otherwise embedded PGlite. */
+  databaseUrl?: string;
+  /** Where PGlite keeps its files; ignored for PostgreSQL. */
+  dataDir: string;
+}
+
+/** Open the hub's database: PostgreSQL when a URL is given, embedded PGlite otherwise. */
+export async function openDatabase(options: OpenDatabaseOptions): Promise<Database> {
+  if (options.databaseUrl) return openPostgres(options.databaseUrl);
+  return openPglite(join(options.dataDir, 'pglite'));
+}
+
+/**
+ * Run a raw statement and return its rows, whatever the driver's result shape
+ * (postgres.js answers an array, PGlite an object with `rows`).
+ */
+export async function rows<T>(db: Db, query: SQL): Promise<T[]> {
+  const result = (await db.execute(query)) as unknown as T[] | { rows: T[] };
+  return Array.isArray(result) ? result : result.rows;
+}
+
+/**
+ * A value as one jsonb parameter. Bulk statements pass their rows this way
+ * (`jsonb_to_recordset(${json(rows)})`): one parameter whatever the row count, the same on
+ * both drivers (drizzle would spread a JS array into a list of parameters).
+ */
+export function json(value: unknown): SQL {
+  return sql`${JSON.stringify(value)}::jsonb`;
+}
+
+/** A `text[]` built from one jsonb parameter. */
+export function textArray(values: readonly string[]): SQL {
+  return sql`array(select jsonb_array_elements_text(${JSON.stringify(values)}::jsonb))`;
+}
+
+/** A `uuid[]` built from one jsonb parameter. */
+export function uuidArray(values: readonly string[]): SQL {
+  return sql`array(select jsonb_array_elements_text(${JSON.stringify(values)}::jsonb)::uuid)`;
+}
+
+/** PostgreSQL error codes worth retrying a whole transaction for. */
+const RETRYABLE = new Set(['40001', '40P01']);
+
+/** The SQLSTATE of a driver error, if it has one. */
+export function pgCode(error: unknown): string | undefined {
+  let e: unknown = error;
+  // drizzle wraps driver errors in `cause`.
+  for (let i = 0; i < 3 && e && typeof e === 'object'; i++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code)) return code;
+    e = (e as { cause?: unknown }).cause;
+  }
+  return undefined;
+}
+
+/**
+ * Run `fn` in a transaction, retrying it when PostgreSQL aborts it for a deadlock or a
+ * serialisation failure, or when `fn` throws a {@link RetryTransaction}.
+ */
+export async function withRetry<T>(db: Db, fn: (tx: Db) => Promise<T>, attempts = 8): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await db.transaction((tx) => fn(tx as unknown as Db));
+    } catch (error) {
+      const retryable = error instanceof RetryTransaction || RETRYABLE.has(pgCode(error) ?? '');
+      if (!retryable || attempt >= attempts) throw error;
+      await new Promise((r) => setTimeout(r, Math.random() * 10 * attempt));
+    }
+  }
+}
+
+/** Thrown inside {@link withRetry} when what was read changed under the transaction. */
+export class RetryTransaction extends Error {
+  constructor(reason: string) {
+    super(`transaction must be retried: ${reason}`);
+  }
+}

@@ -1,0 +1,207 @@
+/**
+ * The hub's tables. Migrations in `./migrations` are generated from this file with
+ * `npm run db:generate` and applied on start (`audiencehub migrate` applies them alone).
+ */
+import { sql } from 'drizzle-orm';
+import {
+  bigserial,
+  index,
+  integer,
+  jsonb,
+  numeric,
+  pgTable,
+  primaryKey,
+  text,
+  timestamp,
+  uniqueIndex,
+  uuid,
+} from 'drizzle-orm/pg-core';
+
+const ts = (name: string) => timestamp(name, { withTimezone: true, mode: 'date' });
+
+/**
+ * One person. A live profile has `mergedInto` null; a merged one is a tombstone whose
+ * `mergedInto` names the survivor (always a live profile: merges re-point older tombstones).
+ */
+export const profiles = pgTable(
+  'profiles',
+  {
+    id: uuid('id').primaryKey(),
+    /** `customer` once any identifying identity is known, `visitor` while only anonymous ids are. */
+    kind: text('kind').notNull().default('visitor'),
+    createdAt: ts('created_at').notNull().defaultNow(),
+    updatedAt: ts('updated_at').notNull().defaultNow(),
+    mergedInto: uuid('merged_into'),
+    mergedAt: ts('merged_at'),
+    /** The resolved traits (source priority, then recency), kept in step with `traits`. */
+    traits: jsonb('traits').$type<Record<string, unknown>>().notNull().default({}),
+    firstSeenAt: ts('first_seen_at'),
+    lastSeenAt: ts('last_seen_at'),
+    eventCount: integer('event_count').notNull().default(0),
+    purchaseCount: integer('purchase_count').notNull().default(0),
+    totalSpent: numeric('total_spent', { precision: 18, scale: 4 }).notNull().default('0'),
+    lastPurchaseAt: ts('last_purchase_at'),
+  },
+  (t) => [
+    index('profiles_merged_into_idx').on(t.mergedInto),
+    index('profiles_traits_idx').using('gin', sql`${t.traits} jsonb_path_ops`),
+  ],
+);
+
+/** (type, normalised value) → the live profile that holds it. */
+export const identities = pgTable(
+  'identities',
+  {
+    type: text('type').notNull(),
+    value: text('value').notNull(),
+    profileId: uuid('profile_id').notNull(),
+    source: text('source').notNull(),
+    createdAt: ts('created_at').notNull().defaultNow(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.type, t.value] }),
+    index('identities_profile_idx').on(t.profileId),
+  ],
+);
+
+/** Trait values as each source last reported them. */
+export const traits = pgTable(
+  'traits',
+  {
+    profileId: uuid('profile_id').notNull(),
+    source: text('source').notNull(),
+    key: text('key').notNull(),
+    value: jsonb('value').notNull(),
+    observedAt: ts('observed_at').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.profileId, t.source, t.key] })],
+);
+
+/** Every accepted message (track, page, screen, identify, group, alias). */
+export const events = pgTable(
+  'events',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    profileId: uuid('profile_id').notNull(),
+    source: text('source').notNull(),
+    messageId: text('message_id').notNull(),
+    type: text('type').notNull(),
+    /** The event name for track, the page or screen name for page and screen. */
+    name: text('name'),
+    properties: jsonb('properties').$type<Record<string, unknown>>().notNull().default({}),
+    context: jsonb('context').$type<Record<string, unknown>>().notNull().default({}),
+    /** Revenue when the event is a configured purchase event. */
+    revenue: numeric('revenue', { precision: 18, scale: 4 }),
+    timestamp: ts('timestamp').notNull(),
+    originalTimestamp: ts('original_timestamp'),
+    sentAt: ts('sent_at'),
+    receivedAt: ts('received_at').notNull(),
+    userId: text('user_id'),
+    anonymousId: text('anonymous_id'),
+  },
+  (t) => [
+    uniqueIndex('events_source_message_idx').on(t.source, t.messageId),
+    index('events_profile_time_idx').on(t.profileId, t.timestamp),
+  ],
+);
+
+/** Per-profile counts of each event name (computed traits). */
+export const profileEventCounts = pgTable(
+  'profile_event_counts',
+  {
+    profileId: uuid('profile_id').notNull(),
+    name: text('name').notNull(),
+    count: integer('count').notNull(),
+    firstAt: ts('first_at').notNull(),
+    lastAt: ts('last_at').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.profileId, t.name] })],
+);
+
+/** One row per merge: which profile survived, which became a tombstone, and why. */
+export const merges = pgTable(
+  'merges',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    survivorId: uuid('survivor_id').notNull(),
+    mergedId: uuid('merged_id').notNull(),
+    /** What caused it: the message and source, and the identity types that linked. */
+    cause: jsonb('cause').$type<MergeCause>().notNull(),
+    createdAt: ts('created_at').notNull().defaultNow(),
+  },
+  (t) => [index('merges_survivor_idx').on(t.survivorId), index('merges_merged_idx').on(t.mergedId)],
+);
+
+export interface MergeCause {
+  source: string;
+  messageId: string | null;
+  messageType: string;
+  /** Identity types (never values: they are personal data) that linked the profiles. */
+  identityTypes: string[];
+}
+
+/** Management API tokens; only a hash of the secret is kept. */
+export const apiTokens = pgTable(
+  'api_tokens',
+  {
+    id: uuid('id').primaryKey(),
+    name: text('name').notNull(),
+    role: text('role').notNull(),
+    /** The first characters of the token, shown in listings so a person can recognise it. */
+    prefix: text('prefix').notNull(),
+    hash: text('hash').notNull(),
+    createdAt: ts('created_at').notNull().defaultNow(),
+    createdBy: uuid('created_by'),
+    lastUsedAt: ts('last_used_at'),
+    revokedAt: ts('revoked_at'),
+  },
+  (t) => [uniqueIndex('api_tokens_hash_idx').on(t.hash)],
+);
+
+/** Tracking API write keys; only a hash of the key is kept. */
+export const writeKeys = pgTable(
+  'write_keys',
+  {
+    id: uuid('id').primaryKey(),
+    name: text('name').notNull(),
+    /** The source name its messages are recorded under (trait priority, idempotency scope). */
+    source: text('source').notNull(),
+    prefix: text('prefix').notNull(),
+    hash: text('hash').notNull(),
+    createdAt: ts('created_at').notNull().defaultNow(),
+    createdBy: uuid('created_by'),
+    revokedAt: ts('revoked_at'),
+  },
+  (t) => [uniqueIndex('write_keys_hash_idx').on(t.hash)],
+);
+
+/** Messages the tracking API refused, with the reason; no message content is kept. */
+export const ingestRejections = pgTable(
+  'ingest_rejections',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    writeKeyId: uuid('write_key_id'),
+    messageId: text('message_id'),
+    batchIndex: integer('batch_index'),
+    reason: text('reason').notNull(),
+    errors: jsonb('errors').$type<{ field: string; message: string }[]>().notNull().default([]),
+    receivedAt: ts('received_at').notNull().defaultNow(),
+  },
+  (t) => [index('ingest_rejections_received_idx').on(t.receivedAt)],
+);
+
+/** Who did what, without personal data. */
+export const auditLog = pgTable(
+  'audit_log',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    at: ts('at').notNull().defaultNow(),
+    actorId: uuid('actor_id'),
+    actorName: text('actor_name'),
+    action: text('action').notNull(),
+    subjectType: text('subject_type').notNull(),
+    subjectId: text('subject_id'),
+    details: jsonb('details').$type<Record<string, unknown>>().notNull().default({}),
+  },
+  (t) => [index('audit_log_at_idx').on(t.at)],
+);

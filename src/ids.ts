@@ -1,0 +1,26 @@
+import { randomBytes } from 'node:crypto';
+
+let lastMs = 0;
+let seq = 0;
+
+/**
+ * A UUID version 7 (RFC 9562): time-ordered, so ids sort by creation and make good cursors
+ * and index keys. A 12-bit counter keeps ids made within one millisecond in order.
+ */
+export function uuidv7(now = Date.now()): string {
+  if (now <= lastMs) {
+    seq = (seq + 1) & 0xfff;
+    if (seq === 0) lastMs++;
+    now = lastMs;
+  } else {
+    lastMs = now;
+    seq = 0;
+  }
+  const bytes = randomBytes(16);
+  bytes.writeUIntBE(now, 0, 6);
+  bytes[6] = 0x70 | (seq >> 8);
+  bytes[7] = seq & 0xff;
+  bytes[8] = 0x80 | (bytes[8]! & 0x3f);
+  const hex = bytes.toString('hex');
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
