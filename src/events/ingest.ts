@@ -1,0 +1,214 @@
+/**
+ * Storing messages: resolve each to its profile, store the event once per (source, messageId),
+ * record traits, and keep the computed traits in step — all in one transaction per batch.
+ */
+import { sql } from 'drizzle-orm';
+import type { HubConfig } from '../config.ts';
+import { json, rows, textArray, uuidArray, withRetry, type Db } from '../db/index.ts';
+import { resolveProfiles } from '../profiles/resolve.ts';
+import type { PreparedMessage } from './message.ts';
+
+export interface IngestResult {
+  /** Messages stored now. */
+  accepted: number;
+  /** Messages already stored before (a retry of the same messageId from the same source). */
+  duplicates: number;
+  /** The live profile of each message, in order. */
+  profileIds: string[];
+}
+
+/** Message types that count as activity in event_count and the per-event counts. */
+const ACTIVITY = sql`('track', 'page', 'screen')`;
+
+/**
+ * Store a batch of prepared messages. Retried as a whole on deadlocks and on concurrent
+ * merges, so a batch is either stored entirely or not at all.
+ *
+ * @example
+ * const parsed = parseMessage(body, { type: 'track', source: 'web', receivedAt: new Date(), config });
+ * if (parsed.ok) await ingestMessages(db, config, [parsed.message]);
+ */
+export async function ingestMessages(
+  db: Db,
+  config: HubConfig,
+  messages: PreparedMessage[],
+): Promise<IngestResult> {
+  if (messages.length === 0) return { accepted: 0, duplicates: 0, profileIds: [] };
+  return withRetry(db, async (tx) => {
+    const { profileIds, survivors, touched } = await resolveProfiles(tx, messages, config);
+    const accepted = await insertEvents(tx, messages, profileIds);
+    const withTraits = await recordTraits(tx, messages, profileIds);
+    if (survivors.size > 0) await recomputeComputedTraits(tx, [...survivors]);
+    const resolveFor = new Set([...withTraits, ...survivors].filter((id) => touched.has(id)));
+    if (resolveFor.size > 0) await resolveTraits(tx, [...resolveFor], config.traitSourcePriority);
+    return { accepted, duplicates: messages.length - accepted, profileIds };
+  });
+}
+
+/**
+ * Insert the events (skipping messageIds already stored for their source) and add what was
+ * inserted to each profile's computed traits, in one statement.
+ */
+async function insertEvents(
+  tx: Db,
+  messages: PreparedMessage[],
+  profileIds: string[],
+): Promise<number> {
+  const input = messages.map((m, i) => ({
+    profile_id: profileIds[i],
+    source: m.source,
+    message_id: m.messageId,
+    type: m.type,
+    name: m.name,
+    properties: m.properties,
+    context: m.context,
+    revenue: m.revenue,
+    timestamp: m.timestamp,
+    original_timestamp: m.originalTimestamp,
+    sent_at: m.sentAt,
+    received_at: m.receivedAt,
+    user_id: m.userId,
+    anonymous_id: m.anonymousId,
+  }));
+  const [result] = await rows<{ inserted: number }>(
+    tx,
+    sql`with input as (
+          select * from jsonb_to_recordset(${json(input)}) as x(
+            profile_id uuid, source text, message_id text, type text, name text,
+            properties jsonb, context jsonb, revenue numeric, "timestamp" timestamptz,
+            original_timestamp timestamptz, sent_at timestamptz, received_at timestamptz,
+            user_id text, anonymous_id text)
+        ), ins as (
+          insert into events (profile_id, source, message_id, type, name, properties, context,
+            revenue, "timestamp", original_timestamp, sent_at, received_at, user_id, anonymous_id)
+          select profile_id, source, message_id, type, name, coalesce(properties, '{}'),
+            coalesce(context, '{}'), revenue, "timestamp", original_timestamp, sent_at,
+            received_at, user_id, anonymous_id
+          from input
+          on conflict (source, message_id) do nothing
+          returning profile_id, type, name, revenue, "timestamp"
+        ), counts as (
+          insert into profile_event_counts as c (profile_id, name, count, first_at, last_at)
+          select profile_id, case when type = 'track' then name else type end,
+            count(*), min("timestamp"), max("timestamp")
+          from ins where type in ${ACTIVITY} group by 1, 2
+          on conflict (profile_id, name) do update set
+            count = c.count + excluded.count,
+            first_at = least(c.first_at, excluded.first_at),
+            last_at = greatest(c.last_at, excluded.last_at)
+        ), agg as (
+          select profile_id, count(*) as total,
+            count(*) filter (where type in ${ACTIVITY}) as activity,
+            min("timestamp") as first, max("timestamp") as last,
+            count(revenue) as purchases, coalesce(sum(revenue), 0) as spent,
+            max("timestamp") filter (where revenue is not null) as last_purchase
+          from ins group by profile_id
+        ), upd as (
+          update profiles p set
+            event_count = p.event_count + agg.activity,
+            first_seen_at = least(p.first_seen_at, agg.first),
+            last_seen_at = greatest(p.last_seen_at, agg.last),
+            purchase_count = p.purchase_count + agg.purchases,
+            total_spent = p.total_spent + agg.spent,
+            last_purchase_at = greatest(p.last_purchase_at, agg.last_purchase),
+            updated_at = now()
+          from agg where p.id = agg.profile_id
+          returning agg.total
+        )
+        select coalesce(sum(total), 0)::int as inserted from upd`,
+  );
+  return result?.inserted ?? 0;
+}
+
+/**
+ * Record identify traits per source. A value older than the one stored for the same source
+ * and key is ignored, so out-of-order delivery cannot roll a trait back. Returns the profiles
+ * whose traits may have changed.
+ */
+async function recordTraits(
+  tx: Db,
+  messages: PreparedMessage[],
+  profileIds: string[],
+): Promise<Set<string>> {
+  const latest = new Map<
+    string,
+    { profile_id: string; source: string; key: string; value: string; observed_at: Date }
+  >();
+  messages.forEach((m, i) => {
+    if (!m.traits) return;
+    const profileId = profileIds[i]!;
+    for (const [key, value] of Object.entries(m.traits)) {
+      if (value === undefined) continue;
+      const id = `${profileId}\u0000${m.source}\u0000${key}`;
+      const prev = latest.get(id);
+      if (prev && prev.observed_at > m.timestamp) continue;
+      latest.set(id, {
+        profile_id: profileId,
+        source: m.source,
+        key,
+        value: JSON.stringify(value),
+        observed_at: m.timestamp,
+      });
+    }
+  });
+  if (latest.size === 0) return new Set();
+  await tx.execute(
+    sql`insert into traits as t (profile_id, source, key, value, observed_at)
+        select profile_id, source, key, value::jsonb, observed_at
+        from jsonb_to_recordset(${json([...latest.values()])})
+          as x(profile_id uuid, source text, key text, value text, observed_at timestamptz)
+        on conflict (profile_id, source, key) do update
+          set value = excluded.value, observed_at = excluded.observed_at
+          where excluded.observed_at >= t.observed_at`,
+  );
+  return new Set([...latest.values()].map((t) => t.profile_id));
+}
+
+/**
+ * Recompute profiles' resolved traits: for each key, the value from the highest-priority
+ * source (`priority` lists sources best first; unlisted ones rank last), then the most recent.
+ * A null value means "not set" and lets other sources' values show.
+ */
+export async function resolveTraits(tx: Db, profileIds: string[], priority: string[]) {
+  await tx.execute(
+    sql`update profiles p set traits = coalesce(r.traits, '{}'::jsonb), updated_at = now()
+        from unnest(${uuidArray(profileIds)}) as ids(id)
+        left join lateral (
+          select jsonb_object_agg(key, value) as traits from (
+            select distinct on (key) key, value from traits t
+            where t.profile_id = ids.id and t.value <> 'null'::jsonb
+            order by key, coalesce(array_position(${textArray(priority)}, t.source), 2147483647),
+              t.observed_at desc
+          ) as best
+        ) as r on true
+        where p.id = ids.id`,
+  );
+}
+
+/** Recompute profiles' computed traits from all their events (after merges). */
+export async function recomputeComputedTraits(tx: Db, profileIds: string[]) {
+  const ids = uuidArray(profileIds);
+  await tx.execute(
+    sql`update profiles p set
+          first_seen_at = a.first, last_seen_at = a.last, event_count = coalesce(a.activity, 0),
+          purchase_count = coalesce(a.purchases, 0), total_spent = coalesce(a.spent, 0),
+          last_purchase_at = a.last_purchase, updated_at = now()
+        from unnest(${ids}) as ids(id)
+        left join lateral (
+          select min("timestamp") as first, max("timestamp") as last,
+            count(*) filter (where type in ${ACTIVITY}) as activity,
+            count(revenue) as purchases, sum(revenue) as spent,
+            max("timestamp") filter (where revenue is not null) as last_purchase
+          from events e where e.profile_id = ids.id
+        ) as a on true
+        where p.id = ids.id`,
+  );
+  await tx.execute(sql`delete from profile_event_counts where profile_id = any(${ids})`);
+  await tx.execute(
+    sql`insert into profile_event_counts (profile_id, name, count, first_at, last_at)
+        select profile_id, case when type = 'track' then name else type end,
+          count(*), min("timestamp"), max("timestamp")
+        from events where profile_id = any(${ids}) and type in ${ACTIVITY}
+        group by 1, 2`,
+  );
+}

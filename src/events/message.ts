@@ -1,0 +1,285 @@
+/**
+ * Messages of the Segment HTTP tracking spec, validated and turned into what the hub stores.
+ * https://segment.com/docs/connections/sources/catalog/libraries/server/http-api/
+ */
+import { randomUUID } from 'node:crypto';
+import { z } from 'zod';
+import type { HubConfig } from '../config.ts';
+import type { FieldError } from '../errors.ts';
+import {
+  IDENTITY,
+  IDENTITY_TYPE,
+  normaliseEmail,
+  normaliseId,
+  normaliseIdentity,
+  normalisePhone,
+  type IdentityKey,
+} from '../profiles/identity.ts';
+
+/** The spec's limits: 32 KB a message, 500 KB a batch request. */
+export const MAX_MESSAGE_BYTES = 32 * 1024;
+export const MAX_BATCH_BYTES = 500 * 1024;
+
+export const MESSAGE_TYPES = ['track', 'identify', 'page', 'screen', 'alias', 'group'] as const;
+export type MessageType = (typeof MESSAGE_TYPES)[number];
+
+const Id = z.union([z.string().trim().min(1).max(512), z.number().finite()]);
+const Json = z.record(z.string(), z.unknown());
+const When = z.union([z.iso.datetime({ offset: true, local: true }), z.iso.date()]);
+
+const Common = {
+  messageId: z.string().min(1).max(256).optional(),
+  userId: Id.nullish(),
+  anonymousId: Id.nullish(),
+  timestamp: When.nullish(),
+  originalTimestamp: When.nullish(),
+  sentAt: When.nullish(),
+  context: Json.nullish(),
+  integrations: Json.nullish(),
+};
+
+export const TrackMessage = z.object({
+  type: z.literal('track'),
+  event: z.string().trim().min(1).max(200),
+  properties: Json.nullish(),
+  ...Common,
+});
+export const IdentifyMessage = z.object({
+  type: z.literal('identify'),
+  traits: Json.nullish(),
+  ...Common,
+});
+export const PageMessage = z.object({
+  type: z.literal('page'),
+  name: z.string().max(200).nullish(),
+  category: z.string().max(200).nullish(),
+  properties: Json.nullish(),
+  ...Common,
+});
+export const ScreenMessage = PageMessage.extend({ type: z.literal('screen') });
+export const AliasMessage = z.object({
+  type: z.literal('alias'),
+  previousId: Id,
+  ...Common,
+});
+export const GroupMessage = z.object({
+  type: z.literal('group'),
+  groupId: Id,
+  traits: Json.nullish(),
+  ...Common,
+});
+
+/** Any message; `type` picks the shape. */
+export const Message = z.discriminatedUnion('type', [
+  TrackMessage,
+  IdentifyMessage,
+  PageMessage,
+  ScreenMessage,
+  AliasMessage,
+  GroupMessage,
+]);
+export type Message = z.infer<typeof Message>;
+
+/** A message ready to be resolved and stored. */
+export interface PreparedMessage {
+  type: MessageType;
+  source: string;
+  messageId: string;
+  /** Identities to look up and link; all of them end on one profile. */
+  identities: IdentityKey[];
+  /** For alias: the previous id, which may be known as a user id or as an anonymous id. */
+  previousId?: string;
+  name: string | null;
+  properties: Record<string, unknown>;
+  context: Record<string, unknown>;
+  /** Traits to record for the profile (identify), keyed by trait name. */
+  traits: Record<string, unknown> | null;
+  revenue: number | null;
+  timestamp: Date;
+  originalTimestamp: Date | null;
+  sentAt: Date | null;
+  receivedAt: Date;
+  userId: string | null;
+  anonymousId: string | null;
+}
+
+export type Parsed = { ok: true; message: PreparedMessage } | { ok: false; errors: FieldError[] };
+
+const fieldPath = (prefix: string, path: PropertyKey[]) =>
+  path.reduce<string>(
+    (acc, key) =>
+      typeof key === 'number' ? `${acc}[${key}]` : acc ? `${acc}.${String(key)}` : String(key),
+    prefix,
+  );
+
+/**
+ * Validate one message and prepare it for storage. `prefix` names where it sat in the
+ * request (`batch[3]`) so that errors point at the field.
+ */
+export function parseMessage(
+  raw: unknown,
+  options: {
+    type?: MessageType;
+    source: string;
+    receivedAt: Date;
+    batchSentAt?: unknown;
+    config: HubConfig;
+    prefix?: string;
+  },
+): Parsed {
+  const prefix = options.prefix ?? '';
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+    return { ok: false, errors: [{ field: prefix || 'body', message: 'must be a JSON object' }] };
+  }
+  const size = Buffer.byteLength(JSON.stringify(raw), 'utf8');
+  if (size > MAX_MESSAGE_BYTES) {
+    return {
+      ok: false,
+      errors: [
+        {
+          field: prefix || 'body',
+          message: `message is ${size} bytes; the limit is ${MAX_MESSAGE_BYTES} bytes (32 KB)`,
+        },
+      ],
+    };
+  }
+  const input = options.type ? { ...raw, type: options.type } : raw;
+  const result = Message.safeParse(input);
+  if (!result.success) {
+    return {
+      ok: false,
+      errors: result.error.issues.map((issue) => ({
+        field: fieldPath(prefix, issue.path) || 'body',
+        message: issue.message,
+      })),
+    };
+  }
+  const m = result.data;
+  const userId = normaliseId(m.userId);
+  const anonymousId = normaliseId(m.anonymousId);
+  const errors: FieldError[] = [];
+  if (m.type === 'alias') {
+    if (!userId)
+      errors.push({ field: fieldPath(prefix, ['userId']), message: 'alias needs a userId' });
+  } else if (!userId && !anonymousId) {
+    errors.push({
+      field: fieldPath(prefix, ['userId']),
+      message: 'a message needs a userId or an anonymousId',
+    });
+  }
+
+  const receivedAt = options.receivedAt;
+  const original = parseDate(m.timestamp ?? m.originalTimestamp);
+  const sentAt = parseDate(m.sentAt ?? options.batchSentAt);
+  if (m.timestamp != null && !original) {
+    errors.push({ field: fieldPath(prefix, ['timestamp']), message: 'not a valid date' });
+  }
+  if (errors.length) return { ok: false, errors };
+
+  // The spec corrects client clock skew: timestamp = receivedAt − (sentAt − originalTimestamp).
+  const timestamp =
+    original && sentAt
+      ? new Date(receivedAt.getTime() - (sentAt.getTime() - original.getTime()))
+      : (original ?? receivedAt);
+
+  const context = (m.context ?? {}) as Record<string, unknown>;
+  const traits = m.type === 'identify' ? ((m.traits ?? {}) as Record<string, unknown>) : null;
+  const identities = collectIdentities(userId, anonymousId, traits, context, options.config);
+  const properties = propertiesOf(m);
+  const name = m.type === 'track' ? m.event : 'name' in m ? (m.name ?? null) : null;
+
+  return {
+    ok: true,
+    message: {
+      type: m.type,
+      source: options.source,
+      messageId: m.messageId ?? randomUUID(),
+      identities,
+      previousId: m.type === 'alias' ? (normaliseId(m.previousId) ?? undefined) : undefined,
+      name,
+      properties,
+      context,
+      traits,
+      revenue: m.type === 'track' ? revenueOf(m.event, properties, options.config) : null,
+      timestamp,
+      originalTimestamp: original,
+      sentAt,
+      receivedAt,
+      userId,
+      anonymousId,
+    },
+  };
+}
+
+function propertiesOf(m: Message): Record<string, unknown> {
+  switch (m.type) {
+    case 'track':
+      return (m.properties ?? {}) as Record<string, unknown>;
+    case 'page':
+    case 'screen': {
+      const props = { ...(m.properties ?? {}) } as Record<string, unknown>;
+      if (m.category != null && props.category === undefined) props.category = m.category;
+      return props;
+    }
+    case 'group':
+      return { groupId: String(m.groupId), traits: m.traits ?? {} };
+    case 'alias':
+      return { previousId: String(m.previousId) };
+    case 'identify':
+      return {};
+  }
+}
+
+function parseDate(value: unknown): Date | null {
+  if (value instanceof Date) return Number.isNaN(value.getTime()) ? null : value;
+  if (typeof value !== 'string') return null;
+  const d = new Date(value);
+  return Number.isNaN(d.getTime()) ? null : d;
+}
+
+/** The identities a message carries: ids, and email/phone from its traits or context.traits. */
+function collectIdentities(
+  userId: string | null,
+  anonymousId: string | null,
+  traits: Record<string, unknown> | null,
+  context: Record<string, unknown>,
+  config: HubConfig,
+): IdentityKey[] {
+  const out = new Map<string, IdentityKey>();
+  const add = (type: string, value: string | null) => {
+    if (value) out.set(`${type}:${value}`, { type, value });
+  };
+  add(IDENTITY.userId, userId);
+  add(IDENTITY.anonymousId, anonymousId);
+  const contextTraits = isObject(context.traits) ? context.traits : {};
+  for (const source of [traits ?? {}, contextTraits]) {
+    add(IDENTITY.email, normaliseEmail(source.email));
+    add(IDENTITY.phone, normalisePhone(source.phone, config.defaultPhoneCountry));
+  }
+  // The spec's context.externalIds: [{ id, type, collection: 'users', encoding }].
+  if (Array.isArray(context.externalIds)) {
+    for (const ext of context.externalIds) {
+      if (!isObject(ext) || (ext.collection !== undefined && ext.collection !== 'users')) continue;
+      const type = typeof ext.type === 'string' ? ext.type.trim().toLowerCase() : '';
+      if (!IDENTITY_TYPE.test(type)) continue;
+      add(type, normaliseIdentity(type, ext.id, config.defaultPhoneCountry));
+    }
+  }
+  return [...out.values()];
+}
+
+function revenueOf(
+  event: string,
+  properties: Record<string, unknown>,
+  config: HubConfig,
+): number | null {
+  const purchase = config.purchaseEvents.find((p) => p.event === event);
+  if (!purchase) return null;
+  const raw = properties[purchase.revenueProperty];
+  const value = typeof raw === 'string' ? Number(raw) : raw;
+  // A purchase without a readable amount still counts as a purchase, for 0.
+  return typeof value === 'number' && Number.isFinite(value) ? value : 0;
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> =>
+  typeof v === 'object' && v !== null && !Array.isArray(v);

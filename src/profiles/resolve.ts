@@ -1,0 +1,310 @@
+/**
+ * Identity resolution: which profile each message belongs to, creating profiles for new
+ * people and merging profiles that a message shows to be one person.
+ *
+ * Concurrency. Everything runs in the caller's transaction:
+ * - identities that do not exist yet are created under transaction-scoped advisory locks on
+ *   their (type, value), taken in one sorted statement, so two transactions can never both
+ *   create the same identity or both create a profile for it;
+ * - every existing profile the batch touches is locked `FOR UPDATE` in id order. A profile
+ *   found merged (or erased) once locked means what was read is stale: the transaction is
+ *   retried ({@link RetryTransaction}) and reads the new state. Merges move a loser's events
+ *   only while holding its lock, so no event can land on a tombstone.
+ * Advisory locks are always taken before row locks, and each kind in sorted order, so
+ * resolution transactions cannot deadlock with one another.
+ */
+import { sql } from 'drizzle-orm';
+import type { HubConfig } from '../config.ts';
+import { json, rows, RetryTransaction, uuidArray, type Db } from '../db/index.ts';
+import type { MergeCause } from '../db/schema.ts';
+import { uuidv7 } from '../ids.ts';
+import { IDENTITY, identityLockKey, identityString, type IdentityKey } from './identity.ts';
+
+/** What resolution needs to know of a message. */
+export interface ResolvableMessage {
+  type: string;
+  source: string;
+  messageId: string;
+  identities: IdentityKey[];
+  /** Alias: an id that may already be known as an anonymous id or as a user id. */
+  previousId?: string;
+}
+
+export interface Resolution {
+  /** For each message, in order, the live profile it belongs to. */
+  profileIds: string[];
+  /** Profiles that absorbed others in this transaction: their computed traits need recomputing. */
+  survivors: Set<string>;
+  /** Every live profile the batch touched. */
+  touched: Set<string>;
+}
+
+interface ExistingProfile {
+  id: string;
+  created_at: string | Date;
+  merged_into: string | null;
+  kind: string;
+}
+
+async function lookup(db: Db, keys: IdentityKey[]): Promise<Map<string, string>> {
+  const found = new Map<string, string>();
+  if (keys.length === 0) return found;
+  const result = await rows<{ type: string; value: string; profile_id: string }>(
+    db,
+    sql`select i.type, i.value, i.profile_id from identities i
+        join jsonb_to_recordset(${json(keys)}) as k(type text, value text)
+          on i.type = k.type and i.value = k.value`,
+  );
+  for (const r of result) found.set(`${r.type}:${r.value}`, r.profile_id);
+  return found;
+}
+
+/** The previous id of an alias, as the identities it might be known by. */
+const aliasCandidates = (previousId: string): IdentityKey[] => [
+  { type: IDENTITY.anonymousId, value: previousId },
+  { type: IDENTITY.userId, value: previousId },
+];
+
+/**
+ * Resolve every message of a batch to a live profile, creating and merging profiles as needed.
+ * Must run inside a transaction (see {@link withRetry}).
+ */
+export async function resolveProfiles(
+  tx: Db,
+  messages: ResolvableMessage[],
+  config: Pick<HubConfig, 'anonymousIdentityTypes'>,
+): Promise<Resolution> {
+  const allKeys = new Map<string, IdentityKey>();
+  for (const m of messages) {
+    for (const k of m.identities) allKeys.set(identityString(k), k);
+    if (m.previousId)
+      for (const k of aliasCandidates(m.previousId)) allKeys.set(identityString(k), k);
+  }
+  const known = await lookup(tx, [...allKeys.values()]);
+  const missing = [...allKeys.values()].filter((k) => !known.has(identityString(k)));
+  if (missing.length > 0) {
+    const lockKeys = [...new Set(missing.map(identityLockKey))];
+    await tx.execute(
+      sql`select pg_advisory_xact_lock(k) from (
+            select x::bigint as k from jsonb_array_elements_text(${json(lockKeys)}) as x order by 1
+          ) as keys`,
+    );
+    // Another transaction may have created some of them before we held the locks.
+    for (const [key, profile] of await lookup(tx, missing)) known.set(key, profile);
+  }
+
+  // Union-find over profiles: existing ones by id, new ones by a fresh id.
+  const parent = new Map<string, string>();
+  const find = (n: string): string => {
+    let root = n;
+    while (parent.get(root) !== root) root = parent.get(root)!;
+    let cur = n;
+    while (cur !== root) {
+      const next = parent.get(cur)!;
+      parent.set(cur, root);
+      cur = next;
+    }
+    return root;
+  };
+  const node = (id: string) => {
+    if (!parent.has(id)) parent.set(id, id);
+    return id;
+  };
+  const existing = new Set(known.values());
+  for (const id of existing) node(id);
+
+  const rootsWithExisting = new Set(existing);
+  const keyNode = new Map<string, string>(known);
+  const newKeys: { key: IdentityKey; source: string }[] = [];
+  const messageNode: string[] = [];
+  /** The first message that joined two sets holding existing profiles, by final root. */
+  const causes: { root: string; cause: MergeCause }[] = [];
+
+  for (const m of messages) {
+    const keys = [...m.identities];
+    if (m.previousId) {
+      // Link to the previous id as an anonymous id when it is known as one, else as a user id.
+      const [asAnon, asUser] = aliasCandidates(m.previousId) as [IdentityKey, IdentityKey];
+      keys.push(keyNode.has(identityString(asAnon)) ? asAnon : asUser);
+    }
+    const roots = [
+      ...new Set(keys.map((k) => keyNode.get(identityString(k))).filter((n) => n !== undefined)),
+    ].map(find);
+    const distinct = [...new Set(roots)];
+    let root: string;
+    if (distinct.length === 0) {
+      root = node(uuidv7());
+    } else {
+      root = distinct[0]!;
+      const holdsExisting = distinct.filter((r) => rootsWithExisting.has(r));
+      for (const other of distinct.slice(1)) parent.set(other, root);
+      if (holdsExisting.length > 0) rootsWithExisting.add(root);
+      if (holdsExisting.length > 1) {
+        causes.push({
+          root,
+          cause: {
+            source: m.source,
+            messageId: m.messageId,
+            messageType: m.type,
+            identityTypes: [...new Set(keys.map((k) => k.type))].sort(),
+          },
+        });
+      }
+    }
+    for (const k of keys) {
+      const s = identityString(k);
+      if (!keyNode.has(s)) {
+        keyNode.set(s, root);
+        newKeys.push({ key: k, source: m.source });
+      }
+    }
+    messageNode.push(root);
+  }
+
+  // Lock every existing profile involved, in id order; stale reads mean a retry.
+  const existingIds = [...existing].sort();
+  const locked =
+    existingIds.length === 0
+      ? []
+      : await rows<ExistingProfile>(
+          tx,
+          sql`select id, created_at, merged_into, kind from profiles
+              where id = any(${uuidArray(existingIds)}) order by id for update`,
+        );
+  if (locked.length !== existingIds.length || locked.some((p) => p.merged_into !== null)) {
+    throw new RetryTransaction('a profile was merged or erased concurrently');
+  }
+  const info = new Map(locked.map((p) => [p.id, p]));
+
+  // Each component ends as one profile: its oldest existing profile, or a new one.
+  const components = new Map<string, { existing: ExistingProfile[]; fresh: string[] }>();
+  for (const n of parent.keys()) {
+    const root = find(n);
+    const c = components.get(root) ?? { existing: [], fresh: [] };
+    const p = info.get(n);
+    if (p) c.existing.push(p);
+    else c.fresh.push(n);
+    components.set(root, c);
+  }
+  const finalId = new Map<string, string>();
+  const created: string[] = [];
+  const mergePairs: { loser: string; survivor: string; cause: MergeCause }[] = [];
+  const survivors = new Set<string>();
+  const becameCustomer = new Set<string>();
+  for (const [root, c] of components) {
+    let id: string;
+    if (c.existing.length > 0) {
+      c.existing.sort(
+        (a, b) =>
+          new Date(a.created_at).getTime() - new Date(b.created_at).getTime() ||
+          a.id.localeCompare(b.id),
+      );
+      id = c.existing[0]!.id;
+      const cause = causes.find((x) => find(x.root) === root)?.cause;
+      for (const loser of c.existing.slice(1)) {
+        mergePairs.push({
+          loser: loser.id,
+          survivor: id,
+          cause: cause ?? {
+            source: 'unknown',
+            messageId: null,
+            messageType: 'unknown',
+            identityTypes: [],
+          },
+        });
+        survivors.add(id);
+        if (loser.kind === 'customer') becameCustomer.add(id);
+      }
+    } else {
+      id = c.fresh.sort()[0]!;
+      created.push(id);
+    }
+    finalId.set(root, id);
+  }
+  const finalOf = (n: string) => finalId.get(find(n))!;
+
+  const anonymous = new Set(config.anonymousIdentityTypes);
+  const newIdentityRows = newKeys.map(({ key, source }) => {
+    const profileId = finalOf(keyNode.get(identityString(key))!);
+    if (!anonymous.has(key.type)) becameCustomer.add(profileId);
+    return { type: key.type, value: key.value, profile_id: profileId, source };
+  });
+
+  if (created.length > 0) {
+    const newProfiles = created.map((id) => ({
+      id,
+      kind: becameCustomer.has(id) ? 'customer' : 'visitor',
+    }));
+    await tx.execute(
+      sql`insert into profiles (id, kind)
+          select id, kind from jsonb_to_recordset(${json(newProfiles)}) as x(id uuid, kind text)`,
+    );
+  }
+  if (mergePairs.length > 0) await mergeProfiles(tx, mergePairs);
+  if (newIdentityRows.length > 0) {
+    const inserted = await rows<{ type: string }>(
+      tx,
+      sql`insert into identities (type, value, profile_id, source)
+          select type, value, profile_id, source
+          from jsonb_to_recordset(${json(newIdentityRows)})
+            as x(type text, value text, profile_id uuid, source text)
+          on conflict do nothing
+          returning type`,
+    );
+    if (inserted.length !== newIdentityRows.length) {
+      throw new RetryTransaction('an identity was created concurrently');
+    }
+  }
+  const upgrade = [...becameCustomer].filter((id) => !created.includes(id));
+  if (upgrade.length > 0) {
+    await tx.execute(
+      sql`update profiles set kind = 'customer', updated_at = now()
+          where id = any(${uuidArray(upgrade)}) and kind <> 'customer'`,
+    );
+  }
+
+  const profileIds = messageNode.map(finalOf);
+  return { profileIds, survivors, touched: new Set(profileIds) };
+}
+
+/**
+ * Merge each loser into its survivor: identities, events and traits move, older tombstones
+ * are re-pointed, the loser becomes a tombstone, and each merge is recorded with its cause.
+ * Callers hold both profiles' locks; the survivor's computed traits must be recomputed after.
+ */
+export async function mergeProfiles(
+  tx: Db,
+  pairs: { loser: string; survivor: string; cause: MergeCause }[],
+): Promise<void> {
+  const m = sql`jsonb_to_recordset(${json(pairs)}) as m(loser uuid, survivor uuid, cause jsonb)`;
+  await tx.execute(
+    sql`update identities i set profile_id = m.survivor from ${m} where i.profile_id = m.loser`,
+  );
+  await tx.execute(
+    sql`update events e set profile_id = m.survivor from ${m} where e.profile_id = m.loser`,
+  );
+  await tx.execute(
+    sql`insert into traits as t (profile_id, source, key, value, observed_at)
+        select distinct on (m.survivor, l.source, l.key) m.survivor, l.source, l.key, l.value, l.observed_at
+        from traits l join ${m} on l.profile_id = m.loser
+        order by m.survivor, l.source, l.key, l.observed_at desc
+        on conflict (profile_id, source, key) do update
+          set value = excluded.value, observed_at = excluded.observed_at
+          where excluded.observed_at > t.observed_at`,
+  );
+  await tx.execute(sql`delete from traits t using ${m} where t.profile_id = m.loser`);
+  await tx.execute(sql`delete from profile_event_counts c using ${m} where c.profile_id = m.loser`);
+  await tx.execute(
+    sql`update profiles p set merged_into = m.survivor, updated_at = now()
+        from ${m} where p.merged_into = m.loser`,
+  );
+  await tx.execute(
+    sql`update profiles p set merged_into = m.survivor, merged_at = now(), updated_at = now(),
+          traits = '{}'::jsonb, first_seen_at = null, last_seen_at = null, event_count = 0,
+          purchase_count = 0, total_spent = 0, last_purchase_at = null
+        from ${m} where p.id = m.loser`,
+  );
+  await tx.execute(
+    sql`insert into merges (survivor_id, merged_id, cause) select m.survivor, m.loser, m.cause from ${m}`,
+  );
+}

@@ -1,0 +1,360 @@
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { sql } from 'drizzle-orm';
+import { testConfig } from '../src/config.ts';
+import { rows, type Database, type Db } from '../src/db/index.ts';
+import { driver, testDatabase } from './support/db.ts';
+import { count, liveProfiles, profileOf, send } from './support/ingest.ts';
+
+const config = testConfig({ traitSourcePriority: ['crm', 'erp'] });
+let database: Database;
+let db: Db;
+
+beforeAll(async () => {
+  database = await testDatabase();
+  db = database.db;
+});
+afterAll(() => database.close());
+beforeEach(async () => {
+  await db.execute(
+    sql`truncate profiles, identities, traits, events, profile_event_counts, merges restart identity`,
+  );
+});
+
+describe(`identity resolution (${driver})`, () => {
+  it('creates a visitor for an anonymous id and makes it a customer when identified', async () => {
+    await send(db, config, [{ type: 'page', anonymousId: 'anon-1', name: 'Home' }]);
+    let [p] = await liveProfiles(db);
+    expect(p!.kind).toBe('visitor');
+
+    await send(db, config, [
+      {
+        type: 'identify',
+        anonymousId: 'anon-1',
+        userId: 'u-1',
+        traits: { email: ' Ann@Example.COM ' },
+      },
+    ]);
+    const profiles = await liveProfiles(db);
+    expect(profiles).toHaveLength(1);
+    p = profiles[0];
+    expect(p!.kind).toBe('customer');
+    expect(await profileOf(db, 'email', 'ann@example.com')).toBe(p!.id);
+    expect(await profileOf(db, 'user_id', 'u-1')).toBe(p!.id);
+  });
+
+  it('normalises phones to E.164 and ignores values that are not phones or emails', async () => {
+    await send(db, config, [
+      {
+        type: 'identify',
+        userId: 'u-2',
+        traits: { phone: '+44 7911 123456', email: 'not-an-email' },
+      },
+    ]);
+    expect(await profileOf(db, 'phone', '+447911123456')).toBeDefined();
+    expect(await count(db, 'identities', sql`type = 'email'`)).toBe(0);
+    const [p] = await liveProfiles(db);
+    // Kept as a trait all the same: nothing the client sent is lost.
+    expect(p!.traits.email).toBe('not-an-email');
+  });
+
+  it('follows merge chains: A+B, then B+C, leaves one profile and re-pointed tombstones', async () => {
+    await send(db, config, [{ type: 'track', event: 'A', anonymousId: 'a', messageId: 'm1' }]);
+    await send(db, config, [{ type: 'track', event: 'B', userId: 'b', messageId: 'm2' }]);
+    await send(db, config, [
+      { type: 'identify', userId: 'c', traits: { email: 'c@x.io' }, messageId: 'm3' },
+    ]);
+    const [pa, pb, pc] = [
+      await profileOf(db, 'anonymous_id', 'a'),
+      await profileOf(db, 'user_id', 'b'),
+      await profileOf(db, 'user_id', 'c'),
+    ];
+    expect(new Set([pa, pb, pc]).size).toBe(3);
+
+    // A + B: A is older and survives.
+    await send(db, config, [{ type: 'alias', userId: 'b', previousId: 'a', messageId: 'm4' }]);
+    expect(await profileOf(db, 'user_id', 'b')).toBe(pa);
+    // B + C (through b's profile, now A): A is still the oldest.
+    await send(db, config, [
+      {
+        type: 'track',
+        event: 'Linked',
+        userId: 'b',
+        context: { traits: { email: 'C@x.io' } },
+        messageId: 'm5',
+      },
+    ]);
+    const live = await liveProfiles(db);
+    expect(live.map((p) => p.id)).toEqual([pa]);
+    for (const [type, value] of [
+      ['anonymous_id', 'a'],
+      ['user_id', 'b'],
+      ['user_id', 'c'],
+      ['email', 'c@x.io'],
+    ] as const) {
+      expect(await profileOf(db, type, value)).toBe(pa);
+    }
+    // Every event is on the survivor; the tombstones point at it directly.
+    expect(await count(db, 'events', sql`profile_id <> ${pa}`)).toBe(0);
+    expect(await count(db, 'events')).toBe(5);
+    const tombstones = await rows<{ id: string; merged_into: string }>(
+      db,
+      sql`select id, merged_into from profiles where merged_into is not null order by id`,
+    );
+    expect(tombstones).toEqual([pb, pc].sort().map((id) => ({ id, merged_into: pa })));
+    const merges = await rows<{
+      merged_id: string;
+      survivor_id: string;
+      cause: { messageId: string; identityTypes: string[] };
+    }>(db, sql`select merged_id, survivor_id, cause from merges order by id`);
+    expect(merges.map((m) => [m.merged_id, m.survivor_id, m.cause.messageId])).toEqual([
+      [pb, pa, 'm4'],
+      [pc, pa, 'm5'],
+    ]);
+    expect(merges[1]!.cause.identityTypes).toEqual(['email', 'user_id']);
+    // Computed traits were recomputed over everything the person did.
+    expect(live[0]!.event_count).toBe(3);
+    expect(live[0]!.kind).toBe('customer');
+  });
+
+  it('merges profiles from different sources that share an email', async () => {
+    await send(
+      db,
+      config,
+      [{ type: 'identify', userId: 'crm-17', traits: { email: 'Dee@Shop.example', plan: 'gold' } }],
+      'crm',
+    );
+    await send(
+      db,
+      config,
+      [
+        {
+          type: 'identify',
+          anonymousId: 'cookie-9',
+          traits: { email: 'dee@shop.example ', plan: 'free', city: 'Leeds' },
+        },
+      ],
+      'web',
+    );
+    const live = await liveProfiles(db);
+    expect(live).toHaveLength(1);
+    // crm outranks web by configured priority; web's city fills in what crm lacks.
+    expect(live[0]!.traits).toMatchObject({
+      email: 'Dee@Shop.example',
+      plan: 'gold',
+      city: 'Leeds',
+    });
+    expect(await count(db, 'traits')).toBe(5);
+  });
+
+  it('merges within one batch, and keeps the first profile created in it', async () => {
+    const result = await send(db, config, [
+      { type: 'track', event: 'x', anonymousId: 'q1' },
+      { type: 'track', event: 'x', userId: 'q2' },
+      { type: 'identify', anonymousId: 'q1', userId: 'q2' },
+    ]);
+    expect(new Set(result.profileIds).size).toBe(1);
+    expect(await liveProfiles(db)).toHaveLength(1);
+    // Neither profile existed before the batch: nothing to merge, nothing to record.
+    expect(await count(db, 'merges')).toBe(0);
+  });
+
+  it('resolves traits by source priority, then recency, ignoring older out-of-order values', async () => {
+    await send(
+      db,
+      config,
+      [
+        {
+          type: 'identify',
+          userId: 't',
+          traits: { tier: 'web-new' },
+          timestamp: '2024-02-01T00:00:00Z',
+        },
+      ],
+      'web',
+    );
+    await send(
+      db,
+      config,
+      [
+        {
+          type: 'identify',
+          userId: 't',
+          traits: { tier: 'erp' },
+          timestamp: '2024-01-01T00:00:00Z',
+        },
+      ],
+      'erp',
+    );
+    expect((await liveProfiles(db))[0]!.traits.tier).toBe('erp');
+    await send(
+      db,
+      config,
+      [
+        {
+          type: 'identify',
+          userId: 't',
+          traits: { tier: 'erp-older' },
+          timestamp: '2023-12-01T00:00:00Z',
+        },
+      ],
+      'erp',
+    );
+    expect((await liveProfiles(db))[0]!.traits.tier).toBe('erp');
+    // A null from the higher-priority source clears it there, so the web value shows.
+    await send(
+      db,
+      config,
+      [
+        {
+          type: 'identify',
+          userId: 't',
+          traits: { tier: null },
+          timestamp: '2024-03-01T00:00:00Z',
+        },
+      ],
+      'erp',
+    );
+    expect((await liveProfiles(db))[0]!.traits.tier).toBe('web-new');
+  });
+
+  it('does not lose events or duplicate profiles when concurrent messages merge the same two profiles', async () => {
+    await send(db, config, [{ type: 'track', event: 'seen', anonymousId: 'anon-c' }]);
+    await send(db, config, [{ type: 'track', event: 'seen', userId: 'user-c' }]);
+    const n = 24;
+    await Promise.all(
+      Array.from({ length: n }, (_, i) =>
+        send(db, config, [
+          {
+            type: 'track',
+            event: 'Linked',
+            anonymousId: 'anon-c',
+            userId: 'user-c',
+            messageId: `link-${i}`,
+          },
+        ]),
+      ),
+    );
+    const live = await liveProfiles(db);
+    expect(live).toHaveLength(1);
+    expect(await count(db, 'events')).toBe(n + 2);
+    expect(await count(db, 'events', sql`profile_id <> ${live[0]!.id}`)).toBe(0);
+    expect(await count(db, 'merges')).toBe(1);
+    expect(live[0]!.event_count).toBe(n + 2);
+  });
+
+  it('creates one profile when concurrent messages bring the same new identities', async () => {
+    await Promise.all(
+      Array.from({ length: 20 }, (_, i) =>
+        send(db, config, [
+          {
+            type: 'identify',
+            userId: 'fresh',
+            anonymousId: `device-${i % 3}`,
+            traits: { email: 'fresh@x.io' },
+          },
+        ]),
+      ),
+    );
+    expect(await liveProfiles(db)).toHaveLength(1);
+    expect(await count(db, 'identities')).toBe(5);
+  });
+
+  it('stores a retried message once, even when the retries race', async () => {
+    const message = {
+      type: 'track',
+      event: 'Order Completed',
+      userId: 'buyer',
+      messageId: 'order-1',
+      properties: { revenue: 42.5 },
+    };
+    await Promise.all([1, 2, 3, 4].map(() => send(db, config, [message])));
+    const again = await send(db, config, [message, message]);
+    expect(again).toMatchObject({ accepted: 0, duplicates: 2 });
+    expect(await count(db, 'events')).toBe(1);
+    const [p] = await liveProfiles(db);
+    expect(p).toMatchObject({ event_count: 1, purchase_count: 1 });
+    expect(Number(p!.total_spent)).toBe(42.5);
+  });
+
+  it('keeps the same messageId from two sources apart', async () => {
+    await send(db, config, [{ type: 'track', event: 'x', userId: 'u', messageId: 'same' }], 'web');
+    await send(db, config, [{ type: 'track', event: 'x', userId: 'u', messageId: 'same' }], 'app');
+    expect(await count(db, 'events')).toBe(2);
+  });
+});
+
+describe(`computed traits (${driver})`, () => {
+  it('maintains first/last seen, event counts, purchases and spend as data arrives', async () => {
+    await send(db, config, [
+      { type: 'page', userId: 'k', name: 'Pricing', timestamp: '2024-05-02T10:00:00Z' },
+      {
+        type: 'track',
+        userId: 'k',
+        event: 'purchase',
+        properties: { value: 30, currency: 'GBP' },
+        timestamp: '2024-05-03T10:00:00Z',
+      },
+      {
+        type: 'track',
+        userId: 'k',
+        event: 'Order Completed',
+        properties: { revenue: '12.25' },
+        timestamp: '2024-05-01T10:00:00Z',
+      },
+      { type: 'track', userId: 'k', event: 'Product Viewed', timestamp: '2024-05-04T10:00:00Z' },
+      { type: 'identify', userId: 'k', traits: { name: 'K' }, timestamp: '2024-04-30T10:00:00Z' },
+    ]);
+    const [p] = await liveProfiles(db);
+    expect(p!.event_count).toBe(4);
+    expect(p!.purchase_count).toBe(2);
+    expect(Number(p!.total_spent)).toBe(42.25);
+    expect(new Date(p!.first_seen_at).toISOString()).toBe('2024-04-30T10:00:00.000Z');
+    expect(new Date(p!.last_seen_at).toISOString()).toBe('2024-05-04T10:00:00.000Z');
+    expect(new Date(p!.last_purchase_at!).toISOString()).toBe('2024-05-03T10:00:00.000Z');
+    const counts = await rows<{ name: string; count: number }>(
+      db,
+      sql`select name, count from profile_event_counts order by name`,
+    );
+    expect(counts).toEqual([
+      { name: 'Order Completed', count: 1 },
+      { name: 'Product Viewed', count: 1 },
+      { name: 'page', count: 1 },
+      { name: 'purchase', count: 1 },
+    ]);
+  });
+
+  it('uses the configured purchase events', async () => {
+    const custom = testConfig({
+      purchaseEvents: [{ event: 'Checkout', revenueProperty: 'total' }],
+    });
+    await send(db, custom, [
+      { type: 'track', userId: 'z', event: 'Checkout', properties: { total: 99 } },
+      { type: 'track', userId: 'z', event: 'purchase', properties: { value: 5 } },
+    ]);
+    const [p] = await liveProfiles(db);
+    expect(p!.purchase_count).toBe(1);
+    expect(Number(p!.total_spent)).toBe(99);
+  });
+
+  it('corrects client clock skew with sentAt, as the spec says', async () => {
+    const skew = 60 * 60 * 1000;
+    const now = Date.now();
+    await send(db, config, [
+      {
+        type: 'track',
+        userId: 's',
+        event: 'x',
+        // The client's clock runs an hour fast.
+        timestamp: new Date(now + skew - 5000).toISOString(),
+        sentAt: new Date(now + skew).toISOString(),
+      },
+    ]);
+    const [e] = await rows<{ timestamp: Date; original_timestamp: Date }>(
+      db,
+      sql`select "timestamp", original_timestamp from events`,
+    );
+    const corrected = new Date(e!.timestamp).getTime();
+    expect(Math.abs(corrected - (now - 5000))).toBeLessThan(2000);
+    expect(new Date(e!.original_timestamp).getTime()).toBe(now + skew - 5000);
+  });
+});
