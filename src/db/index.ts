@@ -30,22 +30,23 @@ export async function rows<T>(db: Db, query: SQL): Promise<T[]> {
 }
 
 /**
- * A value as one jsonb parameter. Bulk statements pass their rows this way
- * (`jsonb_to_recordset(${json(rows)})`): one parameter whatever the row count, the same on
+ * A value as one json parameter. Bulk statements pass their rows this way
+ * (`json_to_recordset(${json(rows)})`): one parameter whatever the row count, the same on
  * both drivers (drizzle would spread a JS array into a list of parameters).
  */
 export function json(value: unknown): SQL {
-  return sql`${JSON.stringify(value)}::jsonb`;
+  // json, not jsonb: the document is only unpacked, so the cheaper parse is enough.
+  return sql`${JSON.stringify(value)}::json`;
 }
 
-/** A `text[]` built from one jsonb parameter. */
+/** A `text[]` built from one json parameter. */
 export function textArray(values: readonly string[]): SQL {
-  return sql`array(select jsonb_array_elements_text(${JSON.stringify(values)}::jsonb))`;
+  return sql`array(select json_array_elements_text(${JSON.stringify(values)}::json))`;
 }
 
-/** A `uuid[]` built from one jsonb parameter. */
+/** A `uuid[]` built from one json parameter. */
 export function uuidArray(values: readonly string[]): SQL {
-  return sql`array(select jsonb_array_elements_text(${JSON.stringify(values)}::jsonb)::uuid)`;
+  return sql`array(select json_array_elements_text(${JSON.stringify(values)}::json)::uuid)`;
 }
 
 /** PostgreSQL error codes worth retrying a whole transaction for. */
