@@ -73,7 +73,7 @@ async function insertEvents(
   const [result] = await rows<{ inserted: number }>(
     tx,
     sql`with input as (
-          select * from jsonb_to_recordset(${json(input)}) as x(
+          select * from json_to_recordset(${json(input)}) as x(
             profile_id uuid, source text, message_id text, type text, name text,
             properties jsonb, context jsonb, revenue numeric, "timestamp" timestamptz,
             original_timestamp timestamptz, sent_at timestamptz, received_at timestamptz,
@@ -155,7 +155,7 @@ async function recordTraits(
   await tx.execute(
     sql`insert into traits as t (profile_id, source, key, value, observed_at)
         select profile_id, source, key, value::jsonb, observed_at
-        from jsonb_to_recordset(${json([...latest.values()])})
+        from json_to_recordset(${json([...latest.values()])})
           as x(profile_id uuid, source text, key text, value text, observed_at timestamptz)
         on conflict (profile_id, source, key) do update
           set value = excluded.value, observed_at = excluded.observed_at

@@ -52,7 +52,7 @@ async function lookup(db: Db, keys: IdentityKey[]): Promise<Map<string, string>>
   const result = await rows<{ type: string; value: string; profile_id: string }>(
     db,
     sql`select i.type, i.value, i.profile_id from identities i
-        join jsonb_to_recordset(${json(keys)}) as k(type text, value text)
+        join json_to_recordset(${json(keys)}) as k(type text, value text)
           on i.type = k.type and i.value = k.value`,
   );
   for (const r of result) found.set(`${r.type}:${r.value}`, r.profile_id);
@@ -86,7 +86,7 @@ export async function resolveProfiles(
     const lockKeys = [...new Set(missing.map(identityLockKey))];
     await tx.execute(
       sql`select pg_advisory_xact_lock(k) from (
-            select x::bigint as k from jsonb_array_elements_text(${json(lockKeys)}) as x order by 1
+            select x::bigint as k from json_array_elements_text(${json(lockKeys)}) as x order by 1
           ) as keys`,
     );
     // Another transaction may have created some of them before we held the locks.
@@ -237,7 +237,7 @@ export async function resolveProfiles(
     }));
     await tx.execute(
       sql`insert into profiles (id, kind)
-          select id, kind from jsonb_to_recordset(${json(newProfiles)}) as x(id uuid, kind text)`,
+          select id, kind from json_to_recordset(${json(newProfiles)}) as x(id uuid, kind text)`,
     );
   }
   if (mergePairs.length > 0) await mergeProfiles(tx, mergePairs);
@@ -246,7 +246,7 @@ export async function resolveProfiles(
       tx,
       sql`insert into identities (type, value, profile_id, source)
           select type, value, profile_id, source
-          from jsonb_to_recordset(${json(newIdentityRows)})
+          from json_to_recordset(${json(newIdentityRows)})
             as x(type text, value text, profile_id uuid, source text)
           on conflict do nothing
           returning type`,
@@ -276,7 +276,7 @@ export async function mergeProfiles(
   tx: Db,
   pairs: { loser: string; survivor: string; cause: MergeCause }[],
 ): Promise<void> {
-  const m = sql`jsonb_to_recordset(${json(pairs)}) as m(loser uuid, survivor uuid, cause jsonb)`;
+  const m = sql`json_to_recordset(${json(pairs)}) as m(loser uuid, survivor uuid, cause jsonb)`;
   await tx.execute(
     sql`update identities i set profile_id = m.survivor from ${m} where i.profile_id = m.loser`,
   );
