@@ -23,10 +23,10 @@ import {
 } from '../events/message.ts';
 import { HubError } from '../errors.ts';
 
-const unauthorized = (detail: string) =>
-  new HubError(401, 'unauthorized', 'Unauthorized', detail, undefined, {
-    headers: { 'WWW-Authenticate': 'Basic realm="audiencehub tracking"' },
-  });
+function unauthorized(c: Context, detail: string): HubError {
+  c.header('WWW-Authenticate', 'Basic realm="audiencehub tracking"');
+  return new HubError(401, 'unauthorized', 'Unauthorized', detail);
+}
 
 /** The write key from `Authorization: Basic base64(writeKey:)`, or null when absent. */
 function basicUser(header: string | undefined): string | null {
@@ -87,11 +87,12 @@ async function authenticate(
   const key = basicUser(c.req.header('authorization')) || fromBody;
   if (!key) {
     throw unauthorized(
+      c,
       'Send the write key as the username of HTTP Basic auth (or as "writeKey" in the body).',
     );
   }
   const principal = await authenticateWriteKey(ctx.db, key);
-  if (!principal) throw unauthorized('The write key is unknown or has been revoked.');
+  if (!principal) throw unauthorized(c, 'The write key is unknown or has been revoked.');
   return principal;
 }
 

@@ -1,0 +1,338 @@
+import { gzipSync } from 'node:zlib';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { sql } from 'drizzle-orm';
+import { serve, type ServerType } from '@hono/node-server';
+import { Analytics } from '@segment/analytics-node';
+import { createApp } from '../src/api/app.ts';
+import { createWriteKey, revokeWriteKey } from '../src/auth/credentials.ts';
+import { testConfig } from '../src/config.ts';
+import { rows, type Database, type Db } from '../src/db/index.ts';
+import { silentLogger } from '../src/log.ts';
+import { driver, testDatabase } from './support/db.ts';
+import { count, liveProfiles, profileOf } from './support/ingest.ts';
+
+let database: Database;
+let db: Db;
+let app: ReturnType<typeof createApp>;
+let writeKey: string;
+
+const basic = (key: string) => `Basic ${Buffer.from(`${key}:`).toString('base64')}`;
+
+function post(path: string, body: unknown, headers: Record<string, string> = {}) {
+  return app.request(path, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: basic(writeKey), ...headers },
+    body: typeof body === 'string' || Buffer.isBuffer(body) ? body : JSON.stringify(body),
+  });
+}
+
+beforeAll(async () => {
+  database = await testDatabase();
+  db = database.db;
+  app = createApp({ db, config: testConfig(), log: silentLogger });
+  writeKey = (await createWriteKey(db, { name: 'web', source: 'web' })).writeKey;
+});
+afterAll(() => database.close());
+beforeEach(async () => {
+  await db.execute(
+    sql`truncate profiles, identities, traits, events, profile_event_counts, merges, ingest_rejections`,
+  );
+});
+
+async function expectProblem(res: Response, status: number) {
+  expect(res.status).toBe(status);
+  expect(res.headers.get('content-type')).toMatch(/^application\/problem\+json/);
+  const body = (await res.json()) as {
+    status: number;
+    title: string;
+    detail: string;
+    errors?: { field: string; message: string }[];
+  };
+  expect(body.status).toBe(status);
+  expect(body.title).toBeTruthy();
+  return body;
+}
+
+describe(`tracking API (${driver})`, () => {
+  it('accepts each message type on its own endpoint', async () => {
+    const calls: [string, Record<string, unknown>][] = [
+      ['/v1/identify', { userId: 'u1', traits: { email: 'u1@example.com', plan: 'pro' } }],
+      ['/v1/track', { userId: 'u1', event: 'Signed Up', properties: { via: 'ad' } }],
+      ['/v1/page', { userId: 'u1', name: 'Pricing', properties: { path: '/pricing' } }],
+      ['/v1/screen', { userId: 'u1', name: 'Home' }],
+      ['/v1/group', { userId: 'u1', groupId: 'acme', traits: { size: 10 } }],
+      ['/v1/alias', { userId: 'u1', previousId: 'anon-old' }],
+    ];
+    for (const [path, body] of calls) {
+      const res = await post(path, body);
+      expect(res.status, path).toBe(200);
+      expect(await res.json()).toEqual({ success: true });
+    }
+    const stored = await rows<{ type: string; name: string | null }>(
+      db,
+      sql`select type, name from events order by id`,
+    );
+    expect(stored).toEqual([
+      { type: 'identify', name: null },
+      { type: 'track', name: 'Signed Up' },
+      { type: 'page', name: 'Pricing' },
+      { type: 'screen', name: 'Home' },
+      { type: 'group', name: null },
+      { type: 'alias', name: null },
+    ]);
+    const [p] = await liveProfiles(db);
+    expect(p!.traits).toMatchObject({ email: 'u1@example.com', plan: 'pro' });
+    expect(await profileOf(db, 'user_id', 'anon-old')).toBe(p!.id);
+  });
+
+  it('takes the write key from the body when there is no Authorization header', async () => {
+    const res = await app.request('/v1/track', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ writeKey, userId: 'b1', event: 'x' }),
+    });
+    expect(res.status).toBe(200);
+    expect(await count(db, 'events')).toBe(1);
+  });
+
+  it('refuses missing, unknown and revoked write keys, storing nothing', async () => {
+    const missing = await app.request('/v1/track', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ userId: 'x', event: 'x' }),
+    });
+    await expectProblem(missing, 401);
+    expect(missing.headers.get('www-authenticate')).toMatch(/^Basic /);
+    await expectProblem(
+      await post('/v1/track', { userId: 'x', event: 'x' }, { authorization: basic('ahw_nope') }),
+      401,
+    );
+
+    const { writeKey: doomed, summary } = await createWriteKey(db, { name: 'doomed' });
+    expect(
+      (await post('/v1/track', { userId: 'x', event: 'x' }, { authorization: basic(doomed) }))
+        .status,
+    ).toBe(200);
+    await revokeWriteKey(db, summary.id, { id: null, name: 'test' });
+    const revoked = await post(
+      '/v1/track',
+      { userId: 'y', event: 'y' },
+      { authorization: basic(doomed) },
+    );
+    expect((await expectProblem(revoked, 401)).detail).toMatch(/revoked/);
+    expect(await count(db, 'events')).toBe(1);
+  });
+
+  it('answers malformed JSON with a 400 naming the body', async () => {
+    const body = await expectProblem(await post('/v1/track', '{"userId": "u", '), 400);
+    expect(body.errors).toEqual([{ field: 'body', message: 'not valid JSON' }]);
+    expect(await count(db, 'events')).toBe(0);
+  });
+
+  it('names the field when a message has no identity or a wrong type, and stores nothing of it', async () => {
+    const noId = await expectProblem(await post('/v1/track', { event: 'x' }), 400);
+    expect(noId.errors).toEqual([
+      { field: 'userId', message: 'a message needs a userId or an anonymousId' },
+    ]);
+    const wrongType = await expectProblem(
+      await post('/v1/track', { userId: 'u', event: 5, properties: 'nope' }),
+      400,
+    );
+    expect(wrongType.errors!.map((e) => e.field).sort()).toEqual(['event', 'properties']);
+    const badDate = await expectProblem(
+      await post('/v1/identify', { userId: 'u', timestamp: 'yesterday' }),
+      400,
+    );
+    expect(badDate.errors!.map((e) => e.field)).toEqual(['timestamp']);
+    expect(await count(db, 'events')).toBe(0);
+    expect(await count(db, 'profiles')).toBe(0);
+    expect(await count(db, 'ingest_rejections')).toBe(3);
+  });
+
+  it('enforces the spec size limits: 32 KB a message, 500 KB a batch', async () => {
+    const big = 'x'.repeat(33 * 1024);
+    await expectProblem(
+      await post('/v1/track', { userId: 'u', event: 'x', properties: { big } }),
+      413,
+    );
+
+    const batch = Array.from({ length: 20 }, (_, i) => ({
+      type: 'track',
+      userId: `u${i}`,
+      event: 'x',
+      properties: { pad: 'y'.repeat(26 * 1024) },
+    }));
+    await expectProblem(await post('/v1/batch', { batch }), 413);
+
+    // Inside a batch that fits, an oversize message is rejected on its own.
+    const res = await post('/v1/batch', {
+      batch: [
+        { type: 'track', userId: 'ok', event: 'x' },
+        { type: 'track', userId: 'big', event: 'x', properties: { big } },
+      ],
+    });
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as {
+      accepted: number;
+      rejected: { index: number; errors: { field: string; message: string }[] }[];
+    };
+    expect(body.accepted).toBe(1);
+    expect(body.rejected).toEqual([
+      {
+        index: 1,
+        messageId: null,
+        errors: [{ field: 'batch[1]', message: expect.stringMatching(/limit is 32768 bytes/) }],
+      },
+    ]);
+    expect(await count(db, 'events')).toBe(1);
+  });
+
+  it('stores the valid messages of a partly invalid batch and lists the invalid ones', async () => {
+    const res = await post('/v1/batch', {
+      batch: [
+        { type: 'track', userId: 'a', event: 'Ok', messageId: 'm-1' },
+        { type: 'track', event: 'No identity', messageId: 'm-2' },
+        { type: 'teleport', userId: 'a', messageId: 'm-3' },
+        { type: 'identify', anonymousId: 'z', traits: { email: 'z@x.io' }, messageId: 'm-4' },
+      ],
+    });
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as {
+      accepted: number;
+      rejected: { index: number; messageId: string; errors: { field: string }[] }[];
+    };
+    expect(body.accepted).toBe(2);
+    expect(body.rejected.map((r) => [r.index, r.messageId, r.errors[0]!.field])).toEqual([
+      [1, 'm-2', 'batch[1].userId'],
+      [2, 'm-3', 'batch[2].type'],
+    ]);
+    const stored = await rows<{ message_id: string }>(
+      db,
+      sql`select message_id from events order by 1`,
+    );
+    expect(stored.map((r) => r.message_id)).toEqual(['m-1', 'm-4']);
+    const rejections = await rows<{ message_id: string; batch_index: number; reason: string }>(
+      db,
+      sql`select message_id, batch_index, reason from ingest_rejections order by batch_index`,
+    );
+    expect(rejections.map((r) => [r.message_id, r.batch_index])).toEqual([
+      ['m-2', 1],
+      ['m-3', 2],
+    ]);
+    expect(rejections[0]!.reason).toMatch(/batch\[1\]\.userId/);
+  });
+
+  it('answers a batch with no valid message with a 400 listing every error', async () => {
+    const body = await expectProblem(
+      await post('/v1/batch', {
+        batch: [{ type: 'track' }, { type: 'identify', userId: 7, traits: [] }],
+      }),
+      400,
+    );
+    expect(body.errors!.map((e) => e.field)).toEqual(
+      expect.arrayContaining(['batch[0].event', 'batch[1].traits']),
+    );
+    await expectProblem(await post('/v1/batch', { messages: [] }), 400);
+    expect(await count(db, 'events')).toBe(0);
+  });
+
+  it('stores a retried batch once and says so', async () => {
+    const batch = [
+      {
+        type: 'track',
+        userId: 'r',
+        event: 'Order Completed',
+        messageId: 'o-1',
+        properties: { revenue: 10 },
+      },
+      {
+        type: 'track',
+        userId: 'r',
+        event: 'Order Completed',
+        messageId: 'o-2',
+        properties: { revenue: 5 },
+      },
+    ];
+    expect(await (await post('/v1/batch', { batch })).json()).toMatchObject({
+      accepted: 2,
+      duplicates: 0,
+    });
+    expect(await (await post('/v1/batch', { batch })).json()).toMatchObject({
+      accepted: 0,
+      duplicates: 2,
+    });
+    const [p] = await liveProfiles(db);
+    expect(p).toMatchObject({ purchase_count: 2, event_count: 2 });
+    expect(Number(p!.total_spent)).toBe(15);
+  });
+
+  it('reads gzip-compressed bodies', async () => {
+    const body = gzipSync(
+      JSON.stringify({ batch: [{ type: 'track', userId: 'g', event: 'Zipped' }] }),
+    );
+    const res = await post('/v1/batch', body, { 'content-encoding': 'gzip' });
+    expect(res.status).toBe(200);
+    expect(await count(db, 'events', sql`name = 'Zipped'`)).toBe(1);
+  });
+
+  it('uses the batch sentAt to correct each message timestamp', async () => {
+    const receivedNear = Date.now();
+    await post('/v1/batch', {
+      sentAt: new Date(receivedNear - 10 * 60_000).toISOString(),
+      batch: [
+        {
+          type: 'track',
+          userId: 'c',
+          event: 'x',
+          timestamp: new Date(receivedNear - 11 * 60_000).toISOString(),
+        },
+      ],
+    });
+    const [e] = await rows<{ timestamp: Date }>(db, sql`select "timestamp" from events`);
+    // The client's clock is 10 minutes slow: the event happened about a minute ago.
+    expect(Math.abs(new Date(e!.timestamp).getTime() - (receivedNear - 60_000))).toBeLessThan(
+      5_000,
+    );
+  });
+});
+
+describe(`tracking API with @segment/analytics-node (${driver})`, () => {
+  let server: ServerType;
+  let host: string;
+  beforeAll(async () => {
+    server = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' });
+    await new Promise((r) => server.once('listening', r));
+    host = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  afterAll(() => new Promise<void>((r) => server.close(() => r())));
+
+  it('receives every call of the real client', async () => {
+    const analytics = new Analytics({ writeKey, host, flushAt: 5, maxRetries: 1 });
+    const errors: unknown[] = [];
+    analytics.on('error', (e) => errors.push(e));
+    analytics.identify({ anonymousId: 'dev-1', traits: { email: 'Client@Example.com' } });
+    analytics.page({ anonymousId: 'dev-1', name: 'Pricing', properties: { path: '/pricing' } });
+    analytics.screen({ anonymousId: 'dev-1', name: 'Cart' });
+    for (let i = 0; i < 7; i++) {
+      analytics.track({
+        anonymousId: 'dev-1',
+        event: 'Product Viewed',
+        properties: { sku: `s${i}` },
+      });
+    }
+    analytics.alias({ userId: 'cust-1', previousId: 'dev-1' });
+    analytics.track({ userId: 'cust-1', event: 'Order Completed', properties: { revenue: 19.99 } });
+    analytics.group({ userId: 'cust-1', groupId: 'org-9', traits: { name: 'Org' } });
+    await analytics.closeAndFlush({ timeout: 10_000 });
+
+    expect(errors).toEqual([]);
+    expect(await count(db, 'events')).toBe(13);
+    const live = await liveProfiles(db);
+    expect(live).toHaveLength(1);
+    expect(live[0]).toMatchObject({ kind: 'customer', purchase_count: 1, event_count: 10 });
+    expect(await profileOf(db, 'email', 'client@example.com')).toBe(live[0]!.id);
+    // The client's own messageIds were kept, so its retries are idempotent.
+    expect(await count(db, 'events', sql`message_id like 'node-next-%'`)).toBe(13);
+  });
+});
