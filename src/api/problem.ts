@@ -66,26 +66,29 @@ export function problemResponses<S extends number>(...statuses: S[]) {
   >;
 }
 
+export interface ProblemInput {
+  status: number;
+  /** The slug the problem `type` is made of. */
+  code: string;
+  title: string;
+  detail?: string;
+  errors?: FieldError[];
+  /** Extra members. */
+  extra?: Record<string, unknown>;
+}
+
 /** Render a problem document. Headers set earlier with `c.header` (e.g. WWW-Authenticate) are kept. */
-export function problem(
-  c: Context,
-  status: number,
-  code: string,
-  title: string,
-  detail?: string,
-  errors?: FieldError[],
-  extra?: Record<string, unknown>,
-): Response {
+export function problem(c: Context, p: ProblemInput): Response {
   const body: Problem = {
-    ...extra,
-    type: `urn:audiencehub:problem:${code}`,
-    title,
-    status,
-    ...(detail === undefined ? {} : { detail }),
+    ...p.extra,
+    type: `urn:audiencehub:problem:${p.code}`,
+    title: p.title,
+    status: p.status,
+    ...(p.detail === undefined ? {} : { detail: p.detail }),
     instance: c.req.path,
-    ...(errors === undefined ? {} : { errors }),
+    ...(p.errors === undefined ? {} : { errors: p.errors }),
   };
-  return c.body(JSON.stringify(body), status as ContentfulStatusCode, {
+  return c.body(JSON.stringify(body), p.status as ContentfulStatusCode, {
     'Content-Type': 'application/problem+json',
   });
 }
@@ -99,35 +102,34 @@ export function problemHandler(log: Logger): ErrorHandler {
   return (error, c) => {
     if (error instanceof HubError) {
       if (error.status >= 500) logFailure(log, c, error);
-      return problem(
-        c,
-        error.status,
-        error.code,
-        error.title,
-        error.detail,
-        error.errors,
-        error.extra,
-      );
+      return problem(c, error);
     }
     if (error instanceof HTTPException && error.status < 500) {
-      const code = error.status === 400 ? 'invalid-request' : `http-${error.status}`;
-      return problem(c, error.status, code, TITLES[error.status] ?? 'Error', error.message);
+      return problem(c, {
+        status: error.status,
+        code: error.status === 400 ? 'invalid-request' : `http-${error.status}`,
+        title: TITLES[error.status] ?? 'Error',
+        detail: error.message,
+      });
     }
     const errorId = logFailure(log, c, error);
-    return problem(
-      c,
-      500,
-      'internal',
-      TITLES[500]!,
-      `An unexpected error occurred. It was logged with id ${errorId}.`,
-      undefined,
-      { errorId },
-    );
+    return problem(c, {
+      status: 500,
+      code: 'internal',
+      title: TITLES[500]!,
+      detail: `An unexpected error occurred. It was logged with id ${errorId}.`,
+      extra: { errorId },
+    });
   };
 }
 
 export const notFoundHandler: NotFoundHandler = (c) =>
-  problem(c, 404, 'not-found', TITLES[404]!, `No route for ${c.req.method} ${c.req.path}.`);
+  problem(c, {
+    status: 404,
+    code: 'not-found',
+    title: TITLES[404]!,
+    detail: `No route for ${c.req.method} ${c.req.path}.`,
+  });
 
 /**
  * The OpenAPIHono `defaultHook`: a failed zod validation becomes a 400 naming every field
