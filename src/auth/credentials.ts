@@ -102,11 +102,23 @@ export async function revokeApiToken(db: Db, id: string, actor: Actor): Promise<
 /** The principal for a bearer token, or null when it is unknown or revoked. */
 export async function authenticateToken(db: Db, secret: string): Promise<Principal | null> {
   const [row] = await db
-    .update(apiTokens)
-    .set({ lastUsedAt: sql`now()` })
-    .where(and(eq(apiTokens.hash, hashSecret(secret)), isNull(apiTokens.revokedAt)))
-    .returning({ id: apiTokens.id, name: apiTokens.name, role: apiTokens.role });
-  return row ? { tokenId: row.id, name: row.name, role: row.role as Role } : null;
+    .select({
+      id: apiTokens.id,
+      name: apiTokens.name,
+      role: apiTokens.role,
+      lastUsedAt: apiTokens.lastUsedAt,
+    })
+    .from(apiTokens)
+    .where(and(eq(apiTokens.hash, hashSecret(secret)), isNull(apiTokens.revokedAt)));
+  if (!row) return null;
+  // Recording use to the minute is enough for "last used", and spares a write per request.
+  if (!row.lastUsedAt || Date.now() - row.lastUsedAt.getTime() > 60_000) {
+    await db
+      .update(apiTokens)
+      .set({ lastUsedAt: sql`now()` })
+      .where(eq(apiTokens.id, row.id));
+  }
+  return { tokenId: row.id, name: row.name, role: row.role as Role };
 }
 
 /**

@@ -61,6 +61,8 @@ export const identities = pgTable(
   (t) => [
     primaryKey({ columns: [t.type, t.value] }),
     index('identities_profile_idx').on(t.profileId),
+    // Prefix search over every identity type (`GET /api/profiles?q=`).
+    index('identities_value_prefix_idx').using('btree', sql`lower(${t.value}) text_pattern_ops`),
   ],
 );
 

@@ -58,8 +58,9 @@ export async function searchProfiles(
   }
   if (input.q) {
     where.push(
-      sql`exists (select 1 from ${identities} where ${identities.profileId} = ${profiles.id}
-        and ${identities.value} ilike ${escapeLike(input.q) + '%'})`,
+      // Matches the identities_value_prefix_idx expression, so the index finds the candidates.
+      sql`${profiles.id} in (select ${identities.profileId} from ${identities}
+        where lower(${identities.value}) like ${escapeLike(input.q.toLowerCase()) + '%'})`,
     );
   }
   for (const [key, text] of Object.entries(input.traits ?? {})) {

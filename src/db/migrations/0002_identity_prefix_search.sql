@@ -1,0 +1,1 @@
+CREATE INDEX "identities_value_prefix_idx" ON "identities" USING btree (lower("value") text_pattern_ops);
