@@ -1,8 +1,6 @@
 import { OpenAPIHono, createRoute, z } from '@hono/zod-openapi';
-import { and, desc, eq, lt } from 'drizzle-orm';
 import type { HubContext } from '../context.ts';
-import type { Db } from '../db/index.ts';
-import { auditLog } from '../db/schema.ts';
+import { listAuditLog } from '../audit.ts';
 import { bearerSecurity, requireRole, rolesNote, type ApiEnv } from './auth.ts';
 import { Limit, cursorOf, pageOf, toPage } from './params.ts';
 import { problemResponses, validationHook } from './problem.ts';
@@ -31,34 +29,6 @@ export const AuditQuery = z.object({
   subjectId: z.string().max(200).optional(),
 });
 export type AuditQuery = z.infer<typeof AuditQuery>;
-
-export type AuditRow = typeof auditLog.$inferSelect;
-
-/**
- * The audit log, newest first (the bigserial id orders entries as written).
- *
- * @example
- * const { data } = await listAuditLog(db, { limit: 20, action: 'profile.erased' });
- */
-export async function listAuditLog(
-  db: Db,
-  input: { limit: number; after?: number; action?: string; subjectId?: string },
-): Promise<{ data: AuditRow[]; next: number | null }> {
-  const rows = await db
-    .select()
-    .from(auditLog)
-    .where(
-      and(
-        input.after === undefined ? undefined : lt(auditLog.id, input.after),
-        input.action === undefined ? undefined : eq(auditLog.action, input.action),
-        input.subjectId === undefined ? undefined : eq(auditLog.subjectId, input.subjectId),
-      ),
-    )
-    .orderBy(desc(auditLog.id))
-    .limit(input.limit + 1);
-  const data = rows.slice(0, input.limit);
-  return { data, next: rows.length > input.limit ? data[data.length - 1]!.id : null };
-}
 
 const list = createRoute({
   tags: ['Audit'],

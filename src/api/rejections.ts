@@ -1,8 +1,6 @@
 import { OpenAPIHono, createRoute, z } from '@hono/zod-openapi';
-import { desc, lt } from 'drizzle-orm';
 import type { HubContext } from '../context.ts';
-import type { Db } from '../db/index.ts';
-import { ingestRejections } from '../db/schema.ts';
+import { listIngestRejections } from '../events/rejections.ts';
 import { bearerSecurity, requireRole, rolesNote, type ApiEnv } from './auth.ts';
 import { Limit, cursorOf, pageOf, toPage } from './params.ts';
 import { ProblemFieldError, problemResponses, validationHook } from './problem.ts';
@@ -29,28 +27,6 @@ export type IngestRejectionPage = z.infer<typeof IngestRejectionPage>;
 
 export const RejectionQuery = z.object({ limit: Limit, cursor: cursorOf(z.number().int()) });
 export type RejectionQuery = z.infer<typeof RejectionQuery>;
-
-/**
- * Messages the tracking API refused, newest first. Rows are only ever appended, so the
- * bigserial id orders them as received.
- *
- * @example
- * const { data, next } = await listIngestRejections(db, { limit: 50 });
- */
-export async function listIngestRejections(
-  db: Db,
-  input: { limit: number; after?: number },
-): Promise<{ data: IngestRejectionRow[]; next: number | null }> {
-  const rows = await db
-    .select()
-    .from(ingestRejections)
-    .where(input.after === undefined ? undefined : lt(ingestRejections.id, input.after))
-    .orderBy(desc(ingestRejections.id))
-    .limit(input.limit + 1);
-  const data = rows.slice(0, input.limit);
-  return { data, next: rows.length > input.limit ? data[data.length - 1]!.id : null };
-}
-export type IngestRejectionRow = typeof ingestRejections.$inferSelect;
 
 const list = createRoute({
   tags: ['Tracking'],

@@ -1,7 +1,8 @@
 import { and, desc, eq, isNull, sql } from 'drizzle-orm';
 import { z } from 'zod';
 import type { Db } from '../db/index.ts';
-import { apiTokens, auditLog, writeKeys } from '../db/schema.ts';
+import { recordAudit, SYSTEM, type Actor } from '../audit.ts';
+import { apiTokens, writeKeys } from '../db/schema.ts';
 import { HubError, notFound } from '../errors.ts';
 import { uuidv7 } from '../ids.ts';
 import { hashSecret, newSecret, secretPrefix } from './secrets.ts';
@@ -40,21 +41,6 @@ export interface WriteKeySummary extends CredentialSummary {
   source: string;
 }
 
-interface Actor {
-  id: string | null;
-  name: string;
-}
-
-async function audit(db: Db, actor: Actor, action: string, type: string, id: string) {
-  await db.insert(auditLog).values({
-    actorId: actor.id,
-    actorName: actor.name,
-    action,
-    subjectType: type,
-    subjectId: id,
-  });
-}
-
 /**
  * Create an API token. The secret is returned once, here; only its hash is stored.
  *
@@ -64,7 +50,7 @@ async function audit(db: Db, actor: Actor, action: string, type: string, id: str
 export async function createApiToken(
   db: Db,
   input: { name: string; role: Role; secret?: string },
-  actor: Actor = { id: null, name: 'system' },
+  actor: Actor = SYSTEM,
 ): Promise<{ token: string; summary: ApiTokenSummary }> {
   const token = input.secret ?? newSecret('aht');
   const id = uuidv7();
@@ -79,7 +65,7 @@ export async function createApiToken(
       createdBy: actor.id,
     })
     .returning();
-  await audit(db, actor, 'api_token.created', 'api_token', id);
+  await recordAudit(db, actor, 'api_token.created', 'api_token', id);
   return { token, summary: tokenSummary(row!) };
 }
 
@@ -95,7 +81,7 @@ export async function revokeApiToken(db: Db, id: string, actor: Actor): Promise<
     .where(eq(apiTokens.id, id))
     .returning();
   if (!row) throw notFound('API token', id);
-  await audit(db, actor, 'api_token.revoked', 'api_token', id);
+  await recordAudit(db, actor, 'api_token.revoked', 'api_token', id);
   return tokenSummary(row);
 }
 
@@ -130,7 +116,7 @@ export async function authenticateToken(db: Db, secret: string): Promise<Princip
 export async function createWriteKey(
   db: Db,
   input: { name: string; source?: string; secret?: string },
-  actor: Actor = { id: null, name: 'system' },
+  actor: Actor = SYSTEM,
 ): Promise<{ writeKey: string; summary: WriteKeySummary }> {
   const writeKey = input.secret ?? newSecret('ahw');
   const id = uuidv7();
@@ -145,7 +131,7 @@ export async function createWriteKey(
       createdBy: actor.id,
     })
     .returning();
-  await audit(db, actor, 'write_key.created', 'write_key', id);
+  await recordAudit(db, actor, 'write_key.created', 'write_key', id);
   return { writeKey, summary: writeKeySummary(row!) };
 }
 
@@ -161,7 +147,7 @@ export async function revokeWriteKey(db: Db, id: string, actor: Actor): Promise<
     .where(eq(writeKeys.id, id))
     .returning();
   if (!row) throw notFound('Write key', id);
-  await audit(db, actor, 'write_key.revoked', 'write_key', id);
+  await recordAudit(db, actor, 'write_key.revoked', 'write_key', id);
   return writeKeySummary(row);
 }
 

@@ -1,6 +1,6 @@
 import { sql, type SQL } from 'drizzle-orm';
 import { RetryTransaction, rows, uuidArray, withRetry, type Db } from '../db/index.ts';
-import { auditLog } from '../db/schema.ts';
+import { recordAudit, type Actor } from '../audit.ts';
 import { resolvePerson } from './view.ts';
 
 /** How many rows an erasure deleted, per table. */
@@ -25,7 +25,7 @@ export interface ErasureCounts {
 export async function eraseProfile(
   db: Db,
   requested: string,
-  actor: { id: string | null; name: string },
+  actor: Actor,
 ): Promise<{ profileId: string; deleted: ErasureCounts }> {
   return withRetry(db, async (tx) => {
     const first = await resolvePerson(tx, requested.toLowerCase());
@@ -56,14 +56,7 @@ export async function eraseProfile(
       ),
       profiles: await count(sql`delete from profiles where id = any(${person})`),
     };
-    await tx.insert(auditLog).values({
-      actorId: actor.id,
-      actorName: actor.name,
-      action: 'profile.erased',
-      subjectType: 'profile',
-      subjectId: profileId,
-      details: { ...deleted },
-    });
+    await recordAudit(tx, actor, 'profile.erased', 'profile', profileId, { ...deleted });
     return { profileId, deleted };
   });
 }
