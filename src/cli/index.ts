@@ -1,0 +1,209 @@
+/**
+ * The `audiencehub` command. Exit codes: 0 done, 1 failed (one line on stderr saying why),
+ * 2 misuse (unknown command or flag).
+ */
+import { readFileSync } from 'node:fs';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { createApiToken, Role } from '../auth/credentials.ts';
+import { loadConfig, type HubConfig } from '../config.ts';
+import { createLogger, type Level, type Logger } from '../log.ts';
+import { describeDatabase, openHubDatabase, startHub, StartupError } from '../server.ts';
+
+const LEVELS: Level[] = ['debug', 'info', 'warn', 'error'];
+
+const USAGE = `Usage: audiencehub <command> [options]
+
+Commands:
+  start          Serve the API (tracking at /v1, management at /api) on PORT
+  migrate        Apply pending database migrations and exit
+  token create   Create an API token and print it once
+                   --role admin|marketer|integrator   (default admin)
+                   --name NAME                        (default "created with the CLI")
+  help           Show this help
+
+Options:
+  -h, --help       Show help
+  -v, --version    Show the version
+
+Configuration comes from the environment: PORT (default 3000),
+AUDIENCEHUB_DATA_DIR (default ./data), DATABASE_URL (PostgreSQL instead of
+the embedded database), AUDIENCEHUB_ADMIN_TOKEN and AUDIENCEHUB_WRITE_KEY
+(first-start credentials), LOG_LEVEL (debug, info, warn, error).
+See README.md for the full list.
+`;
+
+class UsageError extends Error {}
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+    version: string;
+  };
+  return pkg.version;
+}
+
+function logLevel(env: NodeJS.ProcessEnv): Level {
+  const level = (env.LOG_LEVEL || 'info').toLowerCase() as Level;
+  if (!LEVELS.includes(level)) {
+    throw new StartupError(`LOG_LEVEL: "${env.LOG_LEVEL}" is not one of ${LEVELS.join(', ')}`);
+  }
+  return level;
+}
+
+type Options = NonNullable<ParseArgsConfig['options']>;
+
+/** Parse a command's flags (always including --help); anything unknown is misuse. */
+function flags(command: string, args: string[], options: Options = {}) {
+  try {
+    return parseArgs({
+      args,
+      options: { ...options, help: { type: 'boolean', short: 'h' } },
+      strict: true,
+      allowPositionals: false,
+    }).values as Record<string, string | boolean | undefined>;
+  } catch (error) {
+    throw new UsageError(`${command}: ${(error as Error).message}`);
+  }
+}
+
+async function start(config: HubConfig, log: Logger): Promise<void> {
+  const hub = await startHub(config, log);
+  let stopping = false;
+  const stop = (signal: NodeJS.Signals) => {
+    if (stopping) {
+      // A second Ctrl-C means "now".
+      process.exit(130);
+    }
+    stopping = true;
+    log.info(`${signal} received, shutting down`);
+    hub.close().then(
+      () => process.exit(0),
+      (error: unknown) => {
+        log.error('shutdown failed', { error: (error as Error).message });
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+}
+
+async function migrate(config: HubConfig, log: Logger): Promise<void> {
+  const database = await openHubDatabase(config);
+  await database.close();
+  log.info('migrations applied', { data: describeDatabase(config) });
+}
+
+/**
+ * A new API token straight in the database, for when no admin token is at hand (the
+ * first-start one was lost). With the embedded database the hub must be stopped first.
+ */
+async function tokenCreate(config: HubConfig, role: Role, name: string): Promise<void> {
+  const database = await openHubDatabase(config);
+  try {
+    const { token, summary } = await createApiToken(
+      database.db,
+      { name, role },
+      { id: null, name: 'cli' },
+    );
+    process.stdout.write(
+      `${role} API token "${summary.name}" (id ${summary.id}):\n${token}\n` +
+        'Store it now: it is not shown again.\n',
+    );
+  } finally {
+    await database.close();
+  }
+}
+
+/** Everything that needs the configuration: a logger and the parsed environment first. */
+async function withConfig(
+  env: NodeJS.ProcessEnv,
+  run: (config: HubConfig, log: Logger) => Promise<void>,
+) {
+  const log = createLogger(logLevel(env));
+  await run(configFrom(env), log);
+}
+
+/**
+ * Run the CLI with `argv` (without node and the script); resolves to the exit code.
+ *
+ * @example
+ * process.exitCode = await main(process.argv.slice(2));
+ */
+export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  const [command, ...rest] = argv;
+  const debug = (env.LOG_LEVEL ?? '').toLowerCase() === 'debug';
+  try {
+    switch (command) {
+      case undefined:
+      case 'help':
+      case '--help':
+      case '-h':
+        process.stdout.write(USAGE);
+        return 0;
+      case '--version':
+      case '-v':
+        process.stdout.write(`${version()}\n`);
+        return 0;
+      case 'start':
+      case 'migrate': {
+        if (flags(command, rest).help) {
+          process.stdout.write(USAGE);
+          return 0;
+        }
+        // After `start` the server keeps the process alive until a signal stops it.
+        await withConfig(env, command === 'start' ? start : migrate);
+        return 0;
+      }
+      case 'token': {
+        const [sub, ...args] = rest;
+        if (sub !== 'create') {
+          throw new UsageError(
+            sub === undefined
+              ? 'token: say what to do ("token create")'
+              : `token: unknown command "${sub}"`,
+          );
+        }
+        const values = flags('token create', args, {
+          role: { type: 'string', default: 'admin' },
+          name: { type: 'string', default: 'created with the CLI' },
+        });
+        if (values.help) {
+          process.stdout.write(USAGE);
+          return 0;
+        }
+        const role = Role.safeParse(values.role);
+        if (!role.success) {
+          throw new UsageError(`token create: --role must be one of ${Role.options.join(', ')}`);
+        }
+        await withConfig(env, (config) => tokenCreate(config, role.data, String(values.name)));
+        return 0;
+      }
+      default:
+        throw new UsageError(
+          command.startsWith('-') ? `unknown option "${command}"` : `unknown command "${command}"`,
+        );
+    }
+  } catch (error) {
+    if (error instanceof UsageError) {
+      process.stderr.write(`audiencehub: ${error.message}\nRun "audiencehub help" for usage.\n`);
+      return 2;
+    }
+    const message = error instanceof Error ? error.message : String(error);
+    process.stderr.write(`audiencehub: ${message}\n`);
+    if (debug && error instanceof Error) {
+      process.stderr.write(`${error.stack}\n`);
+      const cause = error.cause;
+      if (cause) process.stderr.write(`caused by: ${(cause as Error).stack ?? String(cause)}\n`);
+    }
+    return 1;
+  }
+}
+
+/** loadConfig throws plain Errors naming the variable; they are the operator's to fix. */
+function configFrom(env: NodeJS.ProcessEnv): HubConfig {
+  try {
+    return loadConfig(env);
+  } catch (error) {
+    throw new StartupError((error as Error).message, { cause: error });
+  }
+}

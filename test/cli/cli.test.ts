@@ -1,0 +1,246 @@
+import { createServer, type Server } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import {
+  freshStore,
+  printedSecrets,
+  runCli,
+  startCli,
+  type RunningHub,
+  type Store,
+} from './cli.ts';
+
+const driver = process.env.DATABASE_URL ? 'postgres' : 'pglite';
+const TIMEOUT = 120_000;
+
+const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
+const basic = (writeKey: string) => ({
+  authorization: `Basic ${Buffer.from(`${writeKey}:`).toString('base64')}`,
+  'content-type': 'application/json',
+});
+
+describe(`audiencehub CLI (${driver})`, () => {
+  const cleanups: (() => Promise<unknown>)[] = [];
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  });
+  async function store(): Promise<Store> {
+    const s = await freshStore();
+    cleanups.push(() => s.drop());
+    return s;
+  }
+  async function start(env: Store['env']): Promise<RunningHub> {
+    const hub = await startCli(env);
+    cleanups.push(() => hub.stop());
+    return hub;
+  }
+
+  it('prints its version and help', async () => {
+    const version = await runCli(['--version']);
+    expect(version.code).toBe(0);
+    expect(version.stdout.trim()).toMatch(/^\d+\.\d+\.\d+/);
+    const help = await runCli(['help']);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toContain('start');
+    expect(help.stdout).toContain('migrate');
+  });
+
+  it('answers an unknown command or flag with exit code 2 and a message', async () => {
+    const unknown = await runCli(['frobnicate']);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toContain('unknown command "frobnicate"');
+    const flag = await runCli(['start', '--no-such-flag']);
+    expect(flag.code).toBe(2);
+    expect(flag.stderr).toContain('--no-such-flag');
+  });
+
+  it(
+    'migrates and exits 0',
+    async () => {
+      const s = await store();
+      const first = await runCli(['migrate'], s.env);
+      expect(first.stderr).toContain('migrations applied');
+      expect(first.code).toBe(0);
+      // Nothing pending the second time; still fine.
+      expect((await runCli(['migrate'], s.env)).code).toBe(0);
+    },
+    TIMEOUT,
+  );
+
+  it(
+    'creates and prints credentials once, and keeps its data across restarts',
+    async () => {
+      const s = await store();
+      const first = await start(s.env);
+      const { adminToken, writeKey } = printedSecrets(first.stdout());
+      expect(adminToken).toMatch(/^aht_/);
+      expect(writeKey).toMatch(/^ahw_/);
+      expect(first.stdout()).toContain('not shown again');
+
+      const ok = await fetch(`${first.url}/api/profiles`, { headers: bearer(adminToken!) });
+      expect(ok.status).toBe(200);
+      const anonymous = await fetch(`${first.url}/api/profiles`);
+      expect(anonymous.status).toBe(401);
+      const stopped = await first.stop();
+      expect(stopped.code).toBe(0);
+
+      const second = await start(s.env);
+      expect(second.stdout()).not.toContain('Admin API token');
+      expect(printedSecrets(second.stdout())).toEqual({});
+      const again = await fetch(`${second.url}/api/profiles`, { headers: bearer(adminToken!) });
+      expect(again.status).toBe(200);
+    },
+    TIMEOUT,
+  );
+
+  it(
+    'takes first-start credentials from the environment without printing them',
+    async () => {
+      const s = await store();
+      const adminToken = 'aht_from_the_environment_0123456789';
+      const writeKey = 'ahw_from_the_environment_0123456789';
+      const hub = await start({
+        ...s.env,
+        AUDIENCEHUB_ADMIN_TOKEN: adminToken,
+        AUDIENCEHUB_WRITE_KEY: writeKey,
+      });
+      const output = hub.stdout() + hub.stderr();
+      expect(output).not.toContain(adminToken);
+      expect(output).not.toContain(writeKey);
+      expect(hub.stderr()).toContain('taken from AUDIENCEHUB_ADMIN_TOKEN');
+      expect(hub.stderr()).toContain('taken from AUDIENCEHUB_WRITE_KEY');
+      const ok = await fetch(`${hub.url}/api/profiles`, { headers: bearer(adminToken) });
+      expect(ok.status).toBe(200);
+    },
+    TIMEOUT,
+  );
+
+  it(
+    'ingests an event and reads the profile back, as the README shows',
+    async () => {
+      const s = await store();
+      const hub = await start(s.env);
+      const { adminToken, writeKey } = printedSecrets(hub.stdout());
+      const tracked = await fetch(`${hub.url}/v1/track`, {
+        method: 'POST',
+        headers: basic(writeKey!),
+        body: JSON.stringify({
+          userId: 'u-1001',
+          event: 'Order Completed',
+          properties: { revenue: 42.5, currency: 'EUR' },
+          context: { traits: { email: 'Ada@Example.com' } },
+        }),
+      });
+      expect(tracked.status).toBe(200);
+      await hub.stop();
+
+      const again = await start(s.env);
+      const res = await fetch(
+        `${again.url}/api/profiles?identity=${encodeURIComponent('email:ada@example.com')}`,
+        { headers: bearer(adminToken!) },
+      );
+      expect(res.status).toBe(200);
+      expect(JSON.stringify(await res.json())).toContain('ada@example.com');
+    },
+    TIMEOUT,
+  );
+
+  it(
+    'creates an API token from the command line when the hub is stopped',
+    async () => {
+      const s = await store();
+      await (await start(s.env)).stop();
+      const created = await runCli(
+        ['token', 'create', '--role', 'marketer', '--name', 'ops'],
+        s.env,
+      );
+      expect(created.code).toBe(0);
+      const token = /^(aht_\S+)$/m.exec(created.stdout)?.[1];
+      expect(token).toBeDefined();
+      expect(created.stdout).toContain('marketer API token "ops"');
+
+      const hub = await start(s.env);
+      const res = await fetch(`${hub.url}/api/profiles`, { headers: bearer(token!) });
+      expect(res.status).toBe(200);
+      // A marketer may read profiles but not manage tokens.
+      expect((await fetch(`${hub.url}/api/tokens`, { headers: bearer(token!) })).status).toBe(403);
+
+      const bad = await runCli(['token', 'create', '--role', 'owner'], s.env);
+      expect(bad.code).toBe(2);
+      expect(bad.stderr).toContain('--role must be one of admin, marketer, integrator');
+    },
+    TIMEOUT,
+  );
+
+  it(
+    'stops cleanly on SIGINT',
+    async () => {
+      const s = await store();
+      const hub = await startCli(s.env);
+      const done = await hub.stop('SIGINT');
+      expect(done.code).toBe(0);
+      expect(done.stderr).toContain('stopped');
+    },
+    TIMEOUT,
+  );
+
+  it(
+    'fails to start with one clear line when the port is taken',
+    async () => {
+      const s = await store();
+      const blocker: Server = createServer();
+      await new Promise<void>((resolve) => blocker.listen(0, resolve));
+      cleanups.push(() => new Promise((resolve) => blocker.close(resolve)));
+      const port = (blocker.address() as { port: number }).port;
+      const run = await runCli(['start'], { ...s.env, PORT: String(port) });
+      expect(run.code).toBe(1);
+      expect(run.stderr).toContain(`port ${port} is already in use`);
+      expect(run.stderr).not.toMatch(/\n\s+at /);
+    },
+    TIMEOUT,
+  );
+
+  it('rejects bad configuration with exit code 1 and no stack trace', async () => {
+    const port = await runCli(['start'], { PORT: 'eighty' });
+    expect(port.code).toBe(1);
+    expect(port.stderr.trim()).toBe('audiencehub: PORT: "eighty" is not a port number');
+
+    const url = await runCli(['start'], { DATABASE_URL: 'not a url' });
+    expect(url.code).toBe(1);
+    expect(url.stderr).toContain('DATABASE_URL is not a valid URL');
+
+    const level = await runCli(['start'], { LOG_LEVEL: 'chatty' });
+    expect(level.code).toBe(1);
+    expect(level.stderr).toContain('LOG_LEVEL');
+  });
+
+  it(
+    'names an unreachable PostgreSQL without showing its password',
+    async () => {
+      // Port 1 on loopback: nothing listens there, so the connection is refused at once.
+      const run = await runCli(['migrate'], {
+        DATABASE_URL: 'postgres://hub:s3cret-pw@127.0.0.1:1/audiencehub',
+      });
+      expect(run.code).toBe(1);
+      expect(run.stderr).toContain('PostgreSQL hub@127.0.0.1:1/audiencehub');
+      expect(run.stderr).not.toContain('s3cret-pw');
+      expect(run.stderr.trim().split('\n')).toHaveLength(1);
+    },
+    TIMEOUT,
+  );
+
+  it.skipIf(driver !== 'pglite')(
+    'refuses a second hub on the same PGlite data directory',
+    async () => {
+      const s = await store();
+      const first = await start(s.env);
+      const second = await runCli(['start'], s.env);
+      expect(second.code).toBe(1);
+      expect(second.stderr).toContain('in use by another audiencehub process');
+      expect((await first.stop()).code).toBe(0);
+      // The lock is released on a clean stop.
+      const third = await start(s.env);
+      expect(third.url).toMatch(/^http:/);
+    },
+    TIMEOUT,
+  );
+});
