@@ -1,0 +1,423 @@
+/**
+ * Ingestion benchmark: Segment `track` events through the hub's `POST /v1/batch`, end to end,
+ * against a plain multi-row INSERT of the same rows into a fresh copy of the `events` table.
+ *
+ *   npm run bench:ingest                       # 1,000,000 events on PGlite in a temp dir
+ *   npm run bench:ingest -- --pg               # on a fresh database on 127.0.0.1:5432
+ *   npm run bench:ingest -- --events 5000 --concurrency 8
+ *
+ * The method and recorded results are in docs/benchmarks.md.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import postgres from 'postgres';
+import { testConfig, type HubConfig } from '../../src/config.ts';
+import { rows, type Database } from '../../src/db/index.ts';
+import { createLogger } from '../../src/log.ts';
+import { openHubDatabase, startHub } from '../../src/server.ts';
+import { sql } from 'drizzle-orm';
+import { createTraffic, type Traffic } from './generate.ts';
+
+const USAGE = `Usage: npm run bench:ingest -- [options]
+  --events N         events to send (default 1000000)
+  --users N          distinct users (default: events / 10, at most 100000)
+  --batch N          events per /v1/batch request (default 500)
+  --concurrency N    concurrent senders (default 4)
+  --pg               PostgreSQL instead of PGlite (also BENCH_DRIVER=postgres)
+  --pg-url URL       server to create the scratch databases on
+                     (default BENCH_PG_URL or postgres://postgres@127.0.0.1:5432/postgres)
+  --skip-baseline    only the hub
+  --keep             keep the scratch databases / folders
+  -h, --help`;
+
+function options() {
+  const { values } = parseArgs({
+    options: {
+      events: { type: 'string', default: '1000000' },
+      users: { type: 'string' },
+      batch: { type: 'string', default: '500' },
+      concurrency: { type: 'string', default: '4' },
+      pg: { type: 'boolean', default: process.env.BENCH_DRIVER === 'postgres' },
+      'pg-url': {
+        type: 'string',
+        default: process.env.BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres',
+      },
+      'skip-baseline': { type: 'boolean', default: false },
+      keep: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  const int = (name: string, text: string | undefined, min: number) => {
+    const n = Number(text);
+    if (!Number.isInteger(n) || n < min)
+      throw new Error(`--${name}: "${text}" is not an integer ≥ ${min}`);
+    return n;
+  };
+  const events = int('events', values.events, 1);
+  return {
+    help: values.help,
+    events,
+    users: values.users
+      ? int('users', values.users, 1)
+      : Math.max(1, Math.min(100_000, Math.floor(events / 10))),
+    batch: int('batch', values.batch, 1),
+    concurrency: int('concurrency', values.concurrency, 1),
+    driver: values.pg ? ('postgres' as const) : ('pglite' as const),
+    pgUrl: values['pg-url'],
+    skipBaseline: values['skip-baseline'],
+    keep: values.keep,
+  };
+}
+type Options = ReturnType<typeof options>;
+
+/** Peak RSS of this process, sampled every 100 ms while a phase runs. */
+function rssSampler() {
+  let peak = process.memoryUsage().rss;
+  const timer = setInterval(() => {
+    peak = Math.max(peak, process.memoryUsage().rss);
+  }, 100);
+  // A failed phase must not keep the process alive.
+  timer.unref();
+  return {
+    stop() {
+      clearInterval(timer);
+      return Math.max(peak, process.memoryUsage().rss);
+    },
+  };
+}
+
+function cpuSince(start: NodeJS.CpuUsage): number {
+  const { user, system } = process.cpuUsage(start);
+  return (user + system) / 1e6;
+}
+
+/** A scratch place for one database: a new PostgreSQL database, or a PGlite folder. */
+interface Scratch {
+  config: HubConfig;
+  drop(): Promise<void>;
+}
+
+async function scratch(opts: Options, label: string): Promise<Scratch> {
+  const dataDir = mkdtempSync(join(tmpdir(), `audiencehub-bench-${label}-`));
+  const removeDir = async () => rmSync(dataDir, { recursive: true, force: true });
+  if (opts.driver === 'pglite') {
+    return { config: testConfig({ dataDir, port: 0 }), drop: removeDir };
+  }
+  const name = `ah_bench_${label}_${randomBytes(4).toString('hex')}`;
+  const admin = postgres(opts.pgUrl, { max: 1, onnotice: () => {} });
+  await admin.unsafe(`create database ${name}`);
+  const url = new URL(opts.pgUrl);
+  url.pathname = `/${name}`;
+  return {
+    config: testConfig({ dataDir, port: 0, databaseUrl: url.toString() }),
+    async drop() {
+      await admin.unsafe(`drop database if exists ${name} with (force)`);
+      await admin.end();
+      await removeDir();
+    },
+  };
+}
+
+interface PhaseResult {
+  seconds: number;
+  eventsPerSecond: number;
+  peakRssMb: number;
+  /** Time this process spent building and serialising batches (it shares the CPU with the hub). */
+  clientSeconds: number;
+  /** CPU time (user + system) of this process during the phase: near `seconds` means Node is the limit. */
+  cpuSeconds: number;
+  stored: number;
+}
+
+/** Hand out batch numbers to `concurrency` loops until every batch is done. */
+async function runSenders(
+  traffic: Traffic,
+  concurrency: number,
+  send: (i: number) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  let failed: unknown;
+  const loop = async () => {
+    while (failed === undefined && next < traffic.batches) {
+      const i = next++;
+      try {
+        await send(i);
+      } catch (error) {
+        failed ??= error;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, loop));
+  if (failed !== undefined) throw failed;
+}
+
+async function countEvents(database: { db: Database['db'] }): Promise<number> {
+  const [row] = await rows<{ n: number }>(database.db, sql`select count(*)::int as n from events`);
+  return row?.n ?? 0;
+}
+
+async function benchHub(opts: Options, traffic: Traffic): Promise<PhaseResult> {
+  const place = await scratch(opts, 'hub');
+  const writeKey = `ahw_bench_${randomBytes(16).toString('hex')}`;
+  const config: HubConfig = {
+    ...place.config,
+    initialWriteKey: writeKey,
+    initialAdminToken: `aht_bench_${randomBytes(16).toString('hex')}`,
+  };
+  const hub = await startHub(config, createLogger('warn'), { print: () => {} });
+  const auth = `Basic ${Buffer.from(`${writeKey}:`).toString('base64')}`;
+  let clientMs = 0;
+  let largest = 0;
+  try {
+    const rss = rssSampler();
+    const cpu = process.cpuUsage();
+    const started = performance.now();
+    await runSenders(traffic, opts.concurrency, async (i) => {
+      const t0 = performance.now();
+      const body = JSON.stringify({ batch: traffic.batch(i), sentAt: new Date().toISOString() });
+      clientMs += performance.now() - t0;
+      largest = Math.max(largest, body.length);
+      const res = await fetch(`${hub.url}/v1/batch`, {
+        method: 'POST',
+        headers: { authorization: auth, 'content-type': 'application/json' },
+        body,
+      });
+      const text = await res.text();
+      if (res.status !== 200) {
+        throw new Error(`batch ${i}: HTTP ${res.status} ${text.slice(0, 500)}`);
+      }
+    });
+    const seconds = (performance.now() - started) / 1000;
+    const cpuSeconds = cpuSince(cpu);
+    const peak = rss.stop();
+    const stored = await countEvents(hub.context);
+    if (stored !== traffic.events) {
+      console.error(`warning: the hub stored ${stored} events of ${traffic.events} sent`);
+    }
+    console.error(`largest request body: ${(largest / 1024).toFixed(0)} KiB`);
+    return {
+      seconds,
+      eventsPerSecond: traffic.events / seconds,
+      peakRssMb: peak / 2 ** 20,
+      clientSeconds: clientMs / 1000,
+      cpuSeconds,
+      stored,
+    };
+  } finally {
+    await hub.close();
+    if (!opts.keep) await place.drop();
+    else console.error(`kept: ${config.databaseUrl ?? config.dataDir}`);
+  }
+}
+
+/** The columns the hub fills in `events` (all but the serial id), with their types. */
+const COLUMNS: [name: string, type: string][] = [
+  ['profile_id', 'uuid'],
+  ['source', 'text'],
+  ['message_id', 'text'],
+  ['type', 'text'],
+  ['name', 'text'],
+  ['properties', 'jsonb'],
+  ['context', 'jsonb'],
+  ['revenue', 'numeric'],
+  ['timestamp', 'timestamptz'],
+  ['original_timestamp', 'timestamptz'],
+  ['sent_at', 'timestamptz'],
+  ['received_at', 'timestamptz'],
+  ['user_id', 'text'],
+  ['anonymous_id', 'text'],
+];
+
+/** `insert into events (…) values ($1, …), (…)` for `n` rows: one statement per batch. */
+function insertStatement(n: number): string {
+  const names = COLUMNS.map(([name]) => `"${name}"`).join(', ');
+  const values = Array.from(
+    { length: n },
+    (_, r) =>
+      `(${COLUMNS.map(([, type], c) => `$${r * COLUMNS.length + c + 1}::${type}`).join(', ')})`,
+  );
+  return `insert into events (${names}) values ${values.join(', ')}`;
+}
+
+/** The parameters for the rows the hub stores for a batch, minus what only resolution decides. */
+function rowParams(traffic: Traffic, i: number, sentAt: string): (string | null)[] {
+  const receivedAt = new Date().toISOString();
+  return traffic
+    .batch(i)
+    .flatMap((e) => [
+      traffic.profileId(e.userId),
+      'tracking',
+      e.messageId,
+      'track',
+      e.event,
+      JSON.stringify(e.properties),
+      JSON.stringify(e.context),
+      e.event === 'Order Completed' ? String(e.properties.revenue) : null,
+      e.timestamp,
+      e.timestamp,
+      sentAt,
+      receivedAt,
+      e.userId,
+      e.anonymousId,
+    ]);
+}
+
+/**
+ * Run a statement on the driver's own client, under drizzle: building a 7,000-parameter
+ * insert through drizzle's query builder costs more CPU than the database spends on it.
+ */
+function rawQuery(
+  database: Database,
+): (text: string, params: (string | null)[]) => Promise<unknown> {
+  const client = (database.db as unknown as { $client: unknown }).$client;
+  if (database.driver === 'postgres') {
+    const pg = client as postgres.Sql;
+    return (text, params) => pg.unsafe(text, params, { prepare: true });
+  }
+  const lite = client as { query(text: string, params: unknown[]): Promise<unknown> };
+  return (text, params) => lite.query(text, params);
+}
+
+async function benchBaseline(opts: Options, traffic: Traffic): Promise<PhaseResult> {
+  const place = await scratch(opts, 'baseline');
+  // The same migrations as the hub: an identical `events` table with identical indexes.
+  const database = await openHubDatabase(place.config);
+  const query = rawQuery(database);
+  const statements = new Map<number, string>();
+  let clientMs = 0;
+  try {
+    const rss = rssSampler();
+    const cpu = process.cpuUsage();
+    const started = performance.now();
+    await runSenders(traffic, opts.concurrency, async (i) => {
+      const t0 = performance.now();
+      const params = rowParams(traffic, i, new Date().toISOString());
+      const n = params.length / COLUMNS.length;
+      let text = statements.get(n);
+      if (!text) statements.set(n, (text = insertStatement(n)));
+      clientMs += performance.now() - t0;
+      await query(text, params);
+    });
+    const seconds = (performance.now() - started) / 1000;
+    const cpuSeconds = cpuSince(cpu);
+    const peak = rss.stop();
+    return {
+      seconds,
+      eventsPerSecond: traffic.events / seconds,
+      peakRssMb: peak / 2 ** 20,
+      clientSeconds: clientMs / 1000,
+      cpuSeconds,
+      stored: await countEvents(database),
+    };
+  } finally {
+    await database.close();
+    if (!opts.keep) await place.drop();
+  }
+}
+
+async function postgresVersion(opts: Options): Promise<string | null> {
+  if (opts.driver !== 'postgres') return null;
+  const client = postgres(opts.pgUrl, { max: 1, onnotice: () => {} });
+  try {
+    const [row] = await client`show server_version`;
+    return String(row?.server_version ?? '');
+  } finally {
+    await client.end();
+  }
+}
+
+async function main() {
+  const opts = options();
+  if (opts.help) {
+    console.log(USAGE);
+    return;
+  }
+  const loadAverageAtStart = Number(loadavg()[0]!.toFixed(2));
+  const traffic = createTraffic({
+    events: opts.events,
+    users: opts.users,
+    batchSize: opts.batch,
+    runId: `bench-${Date.now().toString(36)}`,
+    now: Date.now(),
+  });
+  console.error(
+    `ingest benchmark: ${opts.events} events, ${opts.users} users, batches of ${opts.batch}, ` +
+      `${opts.concurrency} senders, ${opts.driver}`,
+  );
+  const hub = await benchHub(opts, traffic);
+  console.error(
+    `hub:      ${hub.eventsPerSecond.toFixed(0)} events/s (${hub.seconds.toFixed(1)} s)`,
+  );
+  const baseline = opts.skipBaseline ? null : await benchBaseline(opts, traffic);
+  if (baseline) {
+    console.error(
+      `baseline: ${baseline.eventsPerSecond.toFixed(0)} events/s (${baseline.seconds.toFixed(1)} s)`,
+    );
+  }
+  const mb = (n: number) => Math.round(n);
+  const summary = {
+    date: new Date().toISOString().slice(0, 10),
+    driver: opts.driver,
+    events: opts.events,
+    users: opts.users,
+    batch: opts.batch,
+    concurrency: opts.concurrency,
+    hub: {
+      eventsPerSecond: Math.round(hub.eventsPerSecond),
+      seconds: Number(hub.seconds.toFixed(2)),
+      clientSeconds: Number(hub.clientSeconds.toFixed(2)),
+      cpuSeconds: Number(hub.cpuSeconds.toFixed(2)),
+      peakRssMb: mb(hub.peakRssMb),
+      stored: hub.stored,
+    },
+    baseline: baseline && {
+      eventsPerSecond: Math.round(baseline.eventsPerSecond),
+      seconds: Number(baseline.seconds.toFixed(2)),
+      clientSeconds: Number(baseline.clientSeconds.toFixed(2)),
+      cpuSeconds: Number(baseline.cpuSeconds.toFixed(2)),
+      peakRssMb: mb(baseline.peakRssMb),
+      stored: baseline.stored,
+    },
+    ratio: baseline ? Number((hub.eventsPerSecond / baseline.eventsPerSecond).toFixed(3)) : null,
+    maxRssMb: mb(process.resourceUsage().maxRSS / 1024),
+    machine: {
+      nproc: cpus().length,
+      memoryGb: Number((totalmem() / 2 ** 30).toFixed(1)),
+      node: process.version,
+      postgres: await postgresVersion(opts),
+      /** Other work on the machine skews the numbers; this says how much there was. */
+      loadAverageAtStart,
+    },
+  };
+  console.log(JSON.stringify(summary));
+  const row = [
+    summary.date,
+    summary.driver === 'postgres'
+      ? `PostgreSQL ${summary.machine.postgres?.split(' ')[0]}`
+      : 'PGlite',
+    summary.events.toLocaleString('en-US'),
+    `${summary.batch} × ${summary.concurrency}`,
+    summary.hub.eventsPerSecond.toLocaleString('en-US'),
+    summary.baseline?.eventsPerSecond.toLocaleString('en-US') ?? '–',
+    summary.ratio ?? '–',
+    `${summary.hub.peakRssMb} MB`,
+    summary.baseline ? `${summary.baseline.peakRssMb} MB` : '–',
+    `${summary.maxRssMb} MB`,
+  ];
+  console.log(`| ${row.join(' | ')} |`);
+  const dir = new URL('../results/', import.meta.url);
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(
+    new URL(`ingest-${summary.driver}-${Date.now()}.json`, dir),
+    JSON.stringify(summary, null, 2) + '\n',
+  );
+}
+
+main().catch((error: unknown) => {
+  console.error(`bench:ingest: ${error instanceof Error ? error.message : String(error)}`);
+  if (process.env.LOG_LEVEL === 'debug' && error instanceof Error) console.error(error.stack);
+  process.exitCode = 1;
+});
