@@ -283,6 +283,82 @@ describe(`identity resolution (${driver})`, () => {
   });
 });
 
+describe(`ingestion under concurrency (${driver})`, () => {
+  it('keeps every invariant when overlapping batches and merges race', async () => {
+    // 40 people, each known by an anonymous id and later by a user id and an email; batches
+    // from 6 concurrent senders overlap on people and link their identities as they go.
+    const people = 40;
+    const batches = Array.from({ length: 30 }, (_, b) =>
+      Array.from({ length: 25 }, (_, j) => {
+        const p = (b * 7 + j * 3) % people;
+        const step = (b + j) % 4;
+        const id =
+          step === 0
+            ? { anonymousId: `a-${p}` }
+            : step === 1
+              ? { userId: `u-${p}` }
+              : step === 2
+                ? { anonymousId: `a-${p}`, userId: `u-${p}` }
+                : { userId: `u-${p}`, context: { traits: { email: `p${p}@x.io` } } };
+        return {
+          type: 'track',
+          event: j % 5 === 0 ? 'Order Completed' : 'Viewed',
+          properties: { revenue: 2 },
+          messageId: `b${b}-m${j}`,
+          ...id,
+        };
+      }),
+    );
+    let next = 0;
+    const sender = async () => {
+      while (next < batches.length) await send(db, config, batches[next++]!);
+    };
+    await Promise.all(Array.from({ length: 6 }, sender));
+    // Retrying everything changes nothing.
+    await Promise.all(batches.slice(0, 10).map((b) => send(db, config, b)));
+
+    const total = batches.length * 25;
+    expect(await count(db, 'events')).toBe(total);
+    expect(
+      await count(
+        db,
+        'events',
+        sql`profile_id in (select id from profiles where merged_into is not null)`,
+      ),
+    ).toBe(0);
+    expect(
+      await count(
+        db,
+        'identities',
+        sql`profile_id not in (select id from profiles where merged_into is null)`,
+      ),
+    ).toBe(0);
+    // Every person whose ids were linked is one profile.
+    for (let p = 0; p < people; p++) {
+      const a = await profileOf(db, 'anonymous_id', `a-${p}`);
+      const u = await profileOf(db, 'user_id', `u-${p}`);
+      if (a && u) expect(a).toBe(u);
+    }
+    // Computed traits equal a recomputation from the stored events.
+    const mismatched = await rows<{ id: string }>(
+      db,
+      sql`select p.id from profiles p
+          left join (select profile_id, count(*) filter (where type in ('track','page','screen')) as n,
+                            count(revenue) as purchases, coalesce(sum(revenue), 0) as spent
+                     from events group by profile_id) e on e.profile_id = p.id
+          where p.merged_into is null
+            and (p.event_count <> coalesce(e.n, 0) or p.purchase_count <> coalesce(e.purchases, 0)
+                 or p.total_spent <> coalesce(e.spent, 0))`,
+    );
+    expect(mismatched).toEqual([]);
+    const [sums] = await rows<{ n: number }>(
+      db,
+      sql`select sum(count)::int as n from profile_event_counts`,
+    );
+    expect(sums!.n).toBe(total);
+  });
+});
+
 describe(`computed traits (${driver})`, () => {
   it('maintains first/last seen, event counts, purchases and spend as data arrives', async () => {
     await send(db, config, [

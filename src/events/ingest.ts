@@ -5,7 +5,7 @@
 import { sql } from 'drizzle-orm';
 import type { HubConfig } from '../config.ts';
 import { json, rows, textArray, uuidArray, withRetry, type Db } from '../db/index.ts';
-import { resolveProfiles } from '../profiles/resolve.ts';
+import { lockLiveProfiles, resolveProfiles } from '../profiles/resolve.ts';
 import type { PreparedMessage } from './message.ts';
 
 export interface IngestResult {
@@ -34,26 +34,37 @@ export async function ingestMessages(
   messages: PreparedMessage[],
 ): Promise<IngestResult> {
   if (messages.length === 0) return { accepted: 0, duplicates: 0, profileIds: [] };
+  // A messageId repeated within the batch is a duplicate like any other.
+  const seen = new Set<string>();
+  const unique = messages.filter((m) => !seen.has(messageKey(m)) && seen.add(messageKey(m)));
   return withRetry(db, async (tx) => {
-    const { profileIds, survivors, touched } = await resolveProfiles(tx, messages, config);
-    const accepted = await insertEvents(tx, messages, profileIds);
-    const withTraits = await recordTraits(tx, messages, profileIds);
+    const resolution = await resolveProfiles(tx, unique, config);
+    const { profileIds, survivors, touched } = resolution;
+    const inserted = await insertEvents(tx, unique, profileIds);
+    await lockLiveProfiles(tx, [...touched]);
+    await addToComputedTraits(tx, unique, profileIds, inserted, resolution.customers);
+    const withTraits = await recordTraits(tx, unique, profileIds);
     if (survivors.size > 0) await recomputeComputedTraits(tx, [...survivors]);
     const resolveFor = new Set([...withTraits, ...survivors].filter((id) => touched.has(id)));
     if (resolveFor.size > 0) await resolveTraits(tx, [...resolveFor], config.traitSourcePriority);
-    return { accepted, duplicates: messages.length - accepted, profileIds };
+    const profileOf = new Map(unique.map((m, i) => [messageKey(m), profileIds[i]!]));
+    return {
+      accepted: inserted.size,
+      duplicates: messages.length - inserted.size,
+      profileIds: messages.map((m) => profileOf.get(messageKey(m))!),
+    };
   });
 }
 
-/**
- * Insert the events (skipping messageIds already stored for their source) and add what was
- * inserted to each profile's computed traits, in one statement.
- */
+/** Idempotency is per source: (source, messageId). */
+const messageKey = (m: { source: string; messageId: string }) => `${m.source}\u0000${m.messageId}`;
+
+/** Insert the events, skipping messageIds already stored for their source; the indexes inserted. */
 async function insertEvents(
   tx: Db,
   messages: PreparedMessage[],
   profileIds: string[],
-): Promise<number> {
+): Promise<Set<number>> {
   const input = messages.map((m, i) => ({
     profile_id: profileIds[i],
     source: m.source,
@@ -70,54 +81,131 @@ async function insertEvents(
     user_id: m.userId,
     anonymous_id: m.anonymousId,
   }));
-  const [result] = await rows<{ inserted: number }>(
+  const stored = await rows<{ source: string; message_id: string }>(
     tx,
-    sql`with input as (
-          select * from json_to_recordset(${json(input)}) as x(
-            profile_id uuid, source text, message_id text, type text, name text,
-            properties jsonb, context jsonb, revenue numeric, "timestamp" timestamptz,
-            original_timestamp timestamptz, sent_at timestamptz, received_at timestamptz,
-            user_id text, anonymous_id text)
-        ), ins as (
-          insert into events (profile_id, source, message_id, type, name, properties, context,
-            revenue, "timestamp", original_timestamp, sent_at, received_at, user_id, anonymous_id)
-          select profile_id, source, message_id, type, name, coalesce(properties, '{}'),
-            coalesce(context, '{}'), revenue, "timestamp", original_timestamp, sent_at,
-            received_at, user_id, anonymous_id
-          from input
-          on conflict (source, message_id) do nothing
-          returning profile_id, type, name, revenue, "timestamp"
-        ), counts as (
+    sql`insert into events (profile_id, source, message_id, type, name, properties, context,
+          revenue, "timestamp", original_timestamp, sent_at, received_at, user_id, anonymous_id)
+        select profile_id, source, message_id, type, name, coalesce(properties, '{}'),
+          coalesce(context, '{}'), revenue, "timestamp", original_timestamp, sent_at,
+          received_at, user_id, anonymous_id
+        from json_to_recordset(${json(input)}) as x(
+          profile_id uuid, source text, message_id text, type text, name text,
+          properties jsonb, context jsonb, revenue numeric, "timestamp" timestamptz,
+          original_timestamp timestamptz, sent_at timestamptz, received_at timestamptz,
+          user_id text, anonymous_id text)
+        on conflict (source, message_id) do nothing
+        returning source, message_id`,
+  );
+  const ids = new Set(stored.map((r) => messageKey({ source: r.source, messageId: r.message_id })));
+  const inserted = new Set<number>();
+  messages.forEach((m, i) => {
+    if (ids.has(messageKey(m))) inserted.add(i);
+  });
+  return inserted;
+}
+
+const isActivity = (type: string) => type === 'track' || type === 'page' || type === 'screen';
+const countName = (m: PreparedMessage) => (m.type === 'track' ? m.name! : m.type);
+const earlier = (a: Date | null, b: Date) => (a && a <= b ? a : b);
+const later = (a: Date | null, b: Date) => (a && a >= b ? a : b);
+
+/**
+ * Add the newly inserted events to their profiles' computed traits (and mark new customers),
+ * in one statement. The profiles are locked by the caller.
+ */
+async function addToComputedTraits(
+  tx: Db,
+  messages: PreparedMessage[],
+  profileIds: string[],
+  inserted: Set<number>,
+  customers: Set<string>,
+) {
+  interface Delta {
+    profile_id: string;
+    activity: number;
+    first: Date | null;
+    last: Date | null;
+    purchases: number;
+    spent: number;
+    last_purchase: Date | null;
+    customer: boolean;
+  }
+  const deltas = new Map<string, Delta>();
+  const delta = (id: string) => {
+    let d = deltas.get(id);
+    if (!d) {
+      d = {
+        profile_id: id,
+        activity: 0,
+        first: null,
+        last: null,
+        purchases: 0,
+        spent: 0,
+        last_purchase: null,
+        customer: customers.has(id),
+      };
+      deltas.set(id, d);
+    }
+    return d;
+  };
+  for (const id of customers) delta(id);
+  const counts = new Map<
+    string,
+    { profile_id: string; name: string; count: number; first_at: Date; last_at: Date }
+  >();
+  for (const i of inserted) {
+    const m = messages[i]!;
+    const d = delta(profileIds[i]!);
+    d.first = earlier(d.first, m.timestamp);
+    d.last = later(d.last, m.timestamp);
+    if (m.revenue !== null) {
+      d.purchases++;
+      d.spent += m.revenue;
+      d.last_purchase = later(d.last_purchase, m.timestamp);
+    }
+    if (!isActivity(m.type)) continue;
+    d.activity++;
+    const key = `${d.profile_id}\u0000${countName(m)}`;
+    const c = counts.get(key);
+    if (c) {
+      c.count++;
+      c.first_at = earlier(c.first_at, m.timestamp);
+      c.last_at = later(c.last_at, m.timestamp);
+    } else {
+      counts.set(key, {
+        profile_id: d.profile_id,
+        name: countName(m),
+        count: 1,
+        first_at: m.timestamp,
+        last_at: m.timestamp,
+      });
+    }
+  }
+  if (deltas.size === 0) return;
+  await tx.execute(
+    sql`with counts as (
           insert into profile_event_counts as c (profile_id, name, count, first_at, last_at)
-          select profile_id, case when type = 'track' then name else type end,
-            count(*), min("timestamp"), max("timestamp")
-          from ins where type in ${ACTIVITY} group by 1, 2
+          select * from json_to_recordset(${json([...counts.values()])})
+            as x(profile_id uuid, name text, count int, first_at timestamptz, last_at timestamptz)
           on conflict (profile_id, name) do update set
             count = c.count + excluded.count,
             first_at = least(c.first_at, excluded.first_at),
             last_at = greatest(c.last_at, excluded.last_at)
-        ), agg as (
-          select profile_id, count(*) as total,
-            count(*) filter (where type in ${ACTIVITY}) as activity,
-            min("timestamp") as first, max("timestamp") as last,
-            count(revenue) as purchases, coalesce(sum(revenue), 0) as spent,
-            max("timestamp") filter (where revenue is not null) as last_purchase
-          from ins group by profile_id
-        ), upd as (
-          update profiles p set
-            event_count = p.event_count + agg.activity,
-            first_seen_at = least(p.first_seen_at, agg.first),
-            last_seen_at = greatest(p.last_seen_at, agg.last),
-            purchase_count = p.purchase_count + agg.purchases,
-            total_spent = p.total_spent + agg.spent,
-            last_purchase_at = greatest(p.last_purchase_at, agg.last_purchase),
-            updated_at = now()
-          from agg where p.id = agg.profile_id
-          returning agg.total
         )
-        select coalesce(sum(total), 0)::int as inserted from upd`,
+        update profiles p set
+          event_count = p.event_count + d.activity,
+          first_seen_at = least(p.first_seen_at, d.first),
+          last_seen_at = greatest(p.last_seen_at, d.last),
+          purchase_count = p.purchase_count + d.purchases,
+          total_spent = p.total_spent + d.spent,
+          last_purchase_at = greatest(p.last_purchase_at, d.last_purchase),
+          kind = case when d.customer then 'customer' else p.kind end,
+          updated_at = now()
+        from json_to_recordset(${json([...deltas.values()])}) as d(
+          profile_id uuid, activity int, first timestamptz, last timestamptz, purchases int,
+          spent numeric, last_purchase timestamptz, customer boolean)
+        where p.id = d.profile_id`,
   );
-  return result?.inserted ?? 0;
 }
 
 /**

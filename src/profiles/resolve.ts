@@ -6,12 +6,16 @@
  * - identities that do not exist yet are created under transaction-scoped advisory locks on
  *   their (type, value), taken in one sorted statement, so two transactions can never both
  *   create the same identity or both create a profile for it;
- * - every existing profile the batch touches is locked `FOR UPDATE` in id order. A profile
- *   found merged (or erased) once locked means what was read is stale: the transaction is
- *   retried ({@link RetryTransaction}) and reads the new state. Merges move a loser's events
- *   only while holding its lock, so no event can land on a tombstone.
- * Advisory locks are always taken before row locks, and each kind in sorted order, so
- * resolution transactions cannot deadlock with one another.
+ * - profiles about to merge are locked `FOR UPDATE` in id order before anything moves;
+ * - every other profile the batch touches is locked by {@link lockLiveProfiles} only after the
+ *   batch's events are inserted, just before its computed traits change, so the bulk insert
+ *   runs without holding locks that concurrent batches for the same people wait on.
+ * A profile found merged (or erased) once locked means what was read is stale: the transaction
+ * is retried ({@link RetryTransaction}), discarding what it wrote, and reads the new state.
+ * Merges move a loser's events only while holding its lock, and a batch's events commit only
+ * after it locked their profile and saw it live, so no event is left on a tombstone.
+ * Each kind of lock is taken in sorted order in one statement; the rare deadlock between two
+ * batches merging overlapping profiles is broken by PostgreSQL and the batch retried.
  */
 import { sql } from 'drizzle-orm';
 import type { HubConfig } from '../config.ts';
@@ -37,6 +41,8 @@ export interface Resolution {
   survivors: Set<string>;
   /** Every live profile the batch touched. */
   touched: Set<string>;
+  /** Existing profiles that gained an identifying identity: they are customers now. */
+  customers: Set<string>;
 }
 
 interface ExistingProfile {
@@ -161,31 +167,32 @@ export async function resolveProfiles(
     messageNode.push(root);
   }
 
-  // Lock every existing profile involved, in id order; stale reads mean a retry.
-  const existingIds = [...existing].sort();
+  // Group nodes into components; each ends as one profile.
+  const components = new Map<string, { existing: string[]; fresh: string[] }>();
+  for (const n of parent.keys()) {
+    const root = find(n);
+    const c = components.get(root) ?? { existing: [], fresh: [] };
+    (existing.has(n) ? c.existing : c.fresh).push(n);
+    components.set(root, c);
+  }
+
+  // Profiles about to merge are locked now, in id order, and must still be live. Profiles that
+  // only receive events are locked later, by the caller, just before their computed traits change.
+  const merging = [...components.values()].filter((c) => c.existing.length > 1);
+  const mergingIds = merging.flatMap((c) => c.existing).sort();
   const locked =
-    existingIds.length === 0
+    mergingIds.length === 0
       ? []
       : await rows<ExistingProfile>(
           tx,
           sql`select id, created_at, merged_into, kind from profiles
-              where id = any(${uuidArray(existingIds)}) order by id for update`,
+              where id = any(${uuidArray(mergingIds)}) order by id for update`,
         );
-  if (locked.length !== existingIds.length || locked.some((p) => p.merged_into !== null)) {
+  if (locked.length !== mergingIds.length || locked.some((p) => p.merged_into !== null)) {
     throw new RetryTransaction('a profile was merged or erased concurrently');
   }
   const info = new Map(locked.map((p) => [p.id, p]));
 
-  // Each component ends as one profile: its oldest existing profile, or a new one.
-  const components = new Map<string, { existing: ExistingProfile[]; fresh: string[] }>();
-  for (const n of parent.keys()) {
-    const root = find(n);
-    const c = components.get(root) ?? { existing: [], fresh: [] };
-    const p = info.get(n);
-    if (p) c.existing.push(p);
-    else c.fresh.push(n);
-    components.set(root, c);
-  }
   const finalId = new Map<string, string>();
   const created: string[] = [];
   const mergePairs: { loser: string; survivor: string; cause: MergeCause }[] = [];
@@ -193,15 +200,20 @@ export async function resolveProfiles(
   const becameCustomer = new Set<string>();
   for (const [root, c] of components) {
     let id: string;
-    if (c.existing.length > 0) {
-      c.existing.sort(
-        (a, b) =>
-          new Date(a.created_at).getTime() - new Date(b.created_at).getTime() ||
-          a.id.localeCompare(b.id),
-      );
-      id = c.existing[0]!.id;
+    if (c.existing.length === 1) {
+      id = c.existing[0]!;
+    } else if (c.existing.length > 1) {
+      // The oldest profile survives.
+      const byAge = c.existing
+        .map((n) => info.get(n)!)
+        .sort(
+          (a, b) =>
+            new Date(a.created_at).getTime() - new Date(b.created_at).getTime() ||
+            a.id.localeCompare(b.id),
+        );
+      id = byAge[0]!.id;
       const cause = causes.find((x) => find(x.root) === root)?.cause;
-      for (const loser of c.existing.slice(1)) {
+      for (const loser of byAge.slice(1)) {
         mergePairs.push({
           loser: loser.id,
           survivor: id,
@@ -255,16 +267,9 @@ export async function resolveProfiles(
       throw new RetryTransaction('an identity was created concurrently');
     }
   }
-  const upgrade = [...becameCustomer].filter((id) => !created.includes(id));
-  if (upgrade.length > 0) {
-    await tx.execute(
-      sql`update profiles set kind = 'customer', updated_at = now()
-          where id = any(${uuidArray(upgrade)}) and kind <> 'customer'`,
-    );
-  }
-
   const profileIds = messageNode.map(finalOf);
-  return { profileIds, survivors, touched: new Set(profileIds) };
+  const customers = new Set([...becameCustomer].filter((id) => !created.includes(id)));
+  return { profileIds, survivors, touched: new Set(profileIds), customers };
 }
 
 /**
@@ -307,4 +312,21 @@ export async function mergeProfiles(
   await tx.execute(
     sql`insert into merges (survivor_id, merged_id, cause) select m.survivor, m.loser, m.cause from ${m}`,
   );
+}
+
+/**
+ * Lock live profiles in id order and check they are still live; a profile merged or erased
+ * since it was resolved means the transaction must be retried.
+ */
+export async function lockLiveProfiles(tx: Db, ids: string[]): Promise<void> {
+  if (ids.length === 0) return;
+  const sorted = [...ids].sort();
+  const locked = await rows<{ id: string }>(
+    tx,
+    sql`select id from profiles where id = any(${uuidArray(sorted)}) and merged_into is null
+        order by id for update`,
+  );
+  if (locked.length !== sorted.length) {
+    throw new RetryTransaction('a profile was merged or erased concurrently');
+  }
 }
