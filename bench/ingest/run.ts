@@ -8,6 +8,7 @@
  *
  * The method and recorded results are in docs/benchmarks.md.
  */
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
@@ -318,6 +319,17 @@ async function benchBaseline(opts: Options, traffic: Traffic): Promise<PhaseResu
   }
 }
 
+/** The commit measured, with `+dirty` when the work tree had changes. */
+function commit(): string | null {
+  try {
+    const git = (...args: string[]) => execFileSync('git', args, { encoding: 'utf8' }).trim();
+    const head = git('rev-parse', '--short', 'HEAD');
+    return git('status', '--porcelain', '--untracked-files=no') ? `${head}+dirty` : head;
+  } catch {
+    return null;
+  }
+}
+
 async function postgresVersion(opts: Options): Promise<string | null> {
   if (opts.driver !== 'postgres') return null;
   const client = postgres(opts.pgUrl, { max: 1, onnotice: () => {} });
@@ -360,6 +372,7 @@ async function main() {
   const mb = (n: number) => Math.round(n);
   const summary = {
     date: new Date().toISOString().slice(0, 10),
+    commit: commit(),
     driver: opts.driver,
     events: opts.events,
     users: opts.users,
