@@ -7,7 +7,13 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { createApiToken, Role } from '../auth/credentials.ts';
 import { loadConfig, type HubConfig } from '../config.ts';
 import { createLogger, type Level, type Logger } from '../log.ts';
-import { describeDatabase, openHubDatabase, startHub, StartupError } from '../server.ts';
+import {
+  describeDatabase,
+  openHubDatabase,
+  startHub,
+  StartupError,
+  type HubHandle,
+} from '../server.ts';
 
 const LEVELS: Level[] = ['debug', 'info', 'warn', 'error'];
 
@@ -66,16 +72,12 @@ function flags(command: string, args: string[], options: Options = {}) {
 }
 
 async function start(config: HubConfig, log: Logger): Promise<void> {
-  const hub = await startHub(config, log);
+  // Listen for signals before starting: until a listener exists, SIGINT kills the process on
+  // the spot, which could cut PGlite off mid-write.
+  let hub: HubHandle | undefined;
   let stopping = false;
-  const stop = (signal: NodeJS.Signals) => {
-    if (stopping) {
-      // A second Ctrl-C means "now".
-      process.exit(130);
-    }
-    stopping = true;
-    log.info(`${signal} received, shutting down`);
-    hub.close().then(
+  const shutdown = (running: HubHandle) => {
+    running.close().then(
       () => process.exit(0),
       (error: unknown) => {
         log.error('shutdown failed', { error: (error as Error).message });
@@ -83,8 +85,26 @@ async function start(config: HubConfig, log: Logger): Promise<void> {
       },
     );
   };
+  const stop = (signal: NodeJS.Signals) => {
+    if (stopping) {
+      // A second Ctrl-C means "now".
+      process.exit(130);
+    }
+    stopping = true;
+    log.info(`${signal} received, shutting down`);
+    if (hub) shutdown(hub);
+  };
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
+  try {
+    hub = await startHub(config, log);
+  } catch (error) {
+    process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
+    throw error;
+  }
+  // A signal that came while starting.
+  if (stopping) shutdown(hub);
 }
 
 async function migrate(config: HubConfig, log: Logger): Promise<void> {

@@ -63,7 +63,17 @@ export function startCli(env: Env, timeoutMs = 45_000): Promise<RunningHub> {
   const exited = new Promise<Finished>((resolve) =>
     child.on('close', (code) => resolve({ code, stdout, stderr })),
   );
+  const running = (url: string): RunningHub => ({
+    url,
+    stdout: () => stdout,
+    stderr: () => stderr,
+    stop(signal = 'SIGTERM') {
+      child.kill(signal);
+      return exited;
+    },
+  });
   return new Promise((resolve, reject) => {
+    let listening = false;
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
       reject(new Error(`no "listening on" line within ${timeoutMs} ms\n${stdout}\n${stderr}`));
@@ -72,17 +82,12 @@ export function startCli(env: Env, timeoutMs = 45_000): Promise<RunningHub> {
     child.stderr.on('data', (chunk) => {
       stderr += chunk;
       const match = /listening on (http:\/\/localhost:\d+)/.exec(stderr);
-      if (!match) return;
+      if (listening || !match) return;
+      listening = true;
       clearTimeout(timer);
-      resolve({
-        url: match[1]!,
-        stdout: () => stdout,
-        stderr: () => stderr,
-        stop(signal = 'SIGTERM') {
-          child.kill(signal);
-          return exited;
-        },
-      });
+      // stdout (the credentials box) was written before this line, but on another pipe: give
+      // it a moment to be read too.
+      setTimeout(() => resolve(running(match[1]!)), 100);
     });
     void exited.then(({ code }) => {
       clearTimeout(timer);
