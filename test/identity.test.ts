@@ -2,6 +2,10 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { sql } from 'drizzle-orm';
 import { testConfig } from '../src/config.ts';
 import { rows, type Database, type Db } from '../src/db/index.ts';
+import { ingestMessages } from '../src/events/ingest.ts';
+import { parseMessage } from '../src/events/message.ts';
+import { eraseProfile } from '../src/profiles/erase.ts';
+import { IdentityCache } from '../src/profiles/identity-cache.ts';
 import { driver, testDatabase } from './support/db.ts';
 import { count, liveProfiles, profileOf, send } from './support/ingest.ts';
 
@@ -356,6 +360,49 @@ describe(`ingestion under concurrency (${driver})`, () => {
       sql`select sum(count)::int as n from profile_event_counts`,
     );
     expect(sums!.n).toBe(total);
+  });
+});
+
+describe(`the identity cache (${driver})`, () => {
+  const cached = (cache: IdentityCache, messages: Record<string, unknown>[]) =>
+    ingestMessages(
+      db,
+      config,
+      messages.map((raw) => {
+        const parsed = parseMessage(raw, { source: 'web', receivedAt: new Date(), config });
+        if (!parsed.ok) throw new Error(JSON.stringify(parsed.errors));
+        return parsed.message;
+      }),
+      cache,
+    );
+
+  it('recovers when a cached profile was merged away by another process', async () => {
+    const cache = new IdentityCache();
+    await send(db, config, [{ type: 'track', event: 'x', userId: 'old-u' }]);
+    await cached(cache, [{ type: 'track', event: 'x', anonymousId: 'new-a' }]);
+    const stale = await profileOf(db, 'anonymous_id', 'new-a');
+    expect(cache.get('anonymous_id:new-a')).toBe(stale);
+    // Elsewhere (no cache), the two are linked: the newer profile becomes a tombstone.
+    await send(db, config, [{ type: 'identify', anonymousId: 'new-a', userId: 'old-u' }]);
+    const survivor = await profileOf(db, 'user_id', 'old-u');
+    expect(survivor).not.toBe(stale);
+
+    const result = await cached(cache, [{ type: 'track', event: 'after', anonymousId: 'new-a' }]);
+    expect(result.profileIds).toEqual([survivor]);
+    expect(cache.get('anonymous_id:new-a')).toBe(survivor);
+    expect(await count(db, 'events', sql`profile_id <> ${survivor}`)).toBe(0);
+    expect((await liveProfiles(db)).find((p) => p.id === survivor)!.event_count).toBe(3);
+  });
+
+  it('recovers when a cached profile was erased', async () => {
+    const cache = new IdentityCache();
+    await cached(cache, [{ type: 'track', event: 'x', anonymousId: 'gone' }]);
+    const erased = (await profileOf(db, 'anonymous_id', 'gone'))!;
+    await eraseProfile(db, erased, { id: null, name: 'test' });
+    const result = await cached(cache, [{ type: 'track', event: 'back', anonymousId: 'gone' }]);
+    expect(result.profileIds[0]).not.toBe(erased);
+    expect(await count(db, 'events')).toBe(1);
+    expect(await count(db, 'events', sql`profile_id = ${erased}`)).toBe(0);
   });
 });
 

@@ -11,7 +11,7 @@ import { gunzipSync } from 'node:zlib';
 import { Hono, type Context } from 'hono';
 import type { HubContext } from '../context.ts';
 import { authenticateWriteKey, type WriteKeyPrincipal } from '../auth/credentials.ts';
-import { ingestMessages } from '../events/ingest.ts';
+import { createIngestWriter } from '../events/writer.ts';
 import { recordRejections, type Rejection } from '../events/rejections.ts';
 import {
   MAX_BATCH_BYTES,
@@ -104,6 +104,7 @@ async function authenticate(
  */
 export function trackingRoutes(ctx: HubContext): Hono {
   const app = new Hono();
+  const writer = createIngestWriter(ctx.db, ctx.config);
 
   for (const type of MESSAGE_TYPES) {
     app.post(`/${type}`, async (c) => {
@@ -125,7 +126,7 @@ export function trackingRoutes(ctx: HubContext): Hono {
           parsed.errors,
         );
       }
-      await ingestMessages(ctx.db, ctx.config, [parsed.message]);
+      await writer.write([parsed.message]);
       return c.json({ success: true });
     });
   }
@@ -162,7 +163,7 @@ export function trackingRoutes(ctx: HubContext): Hono {
       const errors = rejected.flatMap((r) => r.errors);
       throw new HubError(400, 'invalid-batch', 'Invalid batch', describe(errors), errors);
     }
-    const result = await ingestMessages(ctx.db, ctx.config, valid);
+    const result = await writer.write(valid);
     return c.json({
       success: true,
       accepted: result.accepted,

@@ -5,6 +5,8 @@
 import { sql } from 'drizzle-orm';
 import type { HubConfig } from '../config.ts';
 import { json, rows, textArray, uuidArray, withRetry, type Db } from '../db/index.ts';
+import type { IdentityCache } from '../profiles/identity-cache.ts';
+import { identityString } from '../profiles/identity.ts';
 import { lockLiveProfiles, resolveProfiles } from '../profiles/resolve.ts';
 import type { PreparedMessage } from './message.ts';
 
@@ -15,6 +17,8 @@ export interface IngestResult {
   duplicates: number;
   /** The live profile of each message, in order. */
   profileIds: string[];
+  /** For each message, in order: stored now (true) or a duplicate (false). */
+  stored: boolean[];
 }
 
 /** Message types that count as activity in event_count and the per-event counts. */
@@ -32,13 +36,17 @@ export async function ingestMessages(
   db: Db,
   config: HubConfig,
   messages: PreparedMessage[],
+  identityCache?: IdentityCache,
 ): Promise<IngestResult> {
-  if (messages.length === 0) return { accepted: 0, duplicates: 0, profileIds: [] };
+  if (messages.length === 0) return { accepted: 0, duplicates: 0, profileIds: [], stored: [] };
   // A messageId repeated within the batch is a duplicate like any other.
   const seen = new Set<string>();
   const unique = messages.filter((m) => !seen.has(messageKey(m)) && seen.add(messageKey(m)));
-  return withRetry(db, async (tx) => {
-    const resolution = await resolveProfiles(tx, unique, config);
+  let attempts = 0;
+  const result = await withRetry(db, async (tx) => {
+    // What made this attempt necessary may be a stale cached identity.
+    if (attempts++ > 0) identityCache?.clear();
+    const resolution = await resolveProfiles(tx, unique, config, identityCache);
     const { profileIds, survivors, touched } = resolution;
     const inserted = await insertEvents(tx, unique, profileIds);
     await lockLiveProfiles(tx, [...touched]);
@@ -48,12 +56,21 @@ export async function ingestMessages(
     const resolveFor = new Set([...withTraits, ...survivors].filter((id) => touched.has(id)));
     if (resolveFor.size > 0) await resolveTraits(tx, [...resolveFor], config.traitSourcePriority);
     const profileOf = new Map(unique.map((m, i) => [messageKey(m), profileIds[i]!]));
+    const storedNow = new Set([...inserted].map((i) => unique[i]!));
     return {
       accepted: inserted.size,
       duplicates: messages.length - inserted.size,
       profileIds: messages.map((m) => profileOf.get(messageKey(m))!),
+      // Only the first copy of a repeated messageId can be the stored one.
+      stored: messages.map((m) => storedNow.has(m)),
     };
   });
+  if (identityCache) {
+    messages.forEach((m, i) => {
+      for (const k of m.identities) identityCache.set(identityString(k), result.profileIds[i]!);
+    });
+  }
+  return result;
 }
 
 /** Idempotency is per source: (source, messageId). */

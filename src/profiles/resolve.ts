@@ -23,6 +23,7 @@ import { json, rows, RetryTransaction, uuidArray, type Db } from '../db/index.ts
 import type { MergeCause } from '../db/schema.ts';
 import { uuidv7 } from '../ids.ts';
 import { IDENTITY, identityLockKey, identityString, type IdentityKey } from './identity.ts';
+import type { IdentityCache } from './identity-cache.ts';
 
 /** What resolution needs to know of a message. */
 export interface ResolvableMessage {
@@ -79,6 +80,7 @@ export async function resolveProfiles(
   tx: Db,
   messages: ResolvableMessage[],
   config: Pick<HubConfig, 'anonymousIdentityTypes'>,
+  cache?: IdentityCache,
 ): Promise<Resolution> {
   const allKeys = new Map<string, IdentityKey>();
   for (const m of messages) {
@@ -86,7 +88,14 @@ export async function resolveProfiles(
     if (m.previousId)
       for (const k of aliasCandidates(m.previousId)) allKeys.set(identityString(k), k);
   }
-  const known = await lookup(tx, [...allKeys.values()]);
+  const known = new Map<string, string>();
+  const uncached: IdentityKey[] = [];
+  for (const [key, k] of allKeys) {
+    const cached = cache?.get(key);
+    if (cached) known.set(key, cached);
+    else uncached.push(k);
+  }
+  for (const [key, profile] of await lookup(tx, uncached)) known.set(key, profile);
   const missing = [...allKeys.values()].filter((k) => !known.has(identityString(k)));
   if (missing.length > 0) {
     const lockKeys = [...new Set(missing.map(identityLockKey))];
