@@ -52,7 +52,12 @@ export async function startHub(
 ): Promise<HubHandle> {
   const print = options.print ?? ((text: string) => process.stdout.write(text));
   const database = await openHubDatabase(config);
+  const context: HubContext = { db: database.db, config, log };
+  const server = createAdaptorServer({ fetch: createApp(context).fetch }) as Server;
   try {
+    // Bind first: a start that cannot listen creates no credentials, so the next one that
+    // can still shows them.
+    const port = await listen(server, config.port);
     const created = await bootstrapCredentials(database.db, {
       adminToken: config.initialAdminToken,
       writeKey: config.initialWriteKey,
@@ -61,11 +66,6 @@ export async function startHub(
       throw error;
     });
     reportCredentials(config, created, log, print);
-
-    const context: HubContext = { db: database.db, config, log };
-    const app = createApp(context);
-    const server = createAdaptorServer({ fetch: app.fetch }) as Server;
-    const port = await listen(server, config.port);
     const url = `http://localhost:${port}`;
     log.info(`listening on ${url}`, { url, data: describeDatabase(config) });
 
@@ -78,6 +78,7 @@ export async function startHub(
       })());
     return { url, port, context, close };
   } catch (error) {
+    if (server.listening) await closeServer(server);
     await database.close().catch(() => {});
     throw error;
   }

@@ -195,6 +195,10 @@ describe(`audiencehub CLI (${driver})`, () => {
       expect(run.code).toBe(1);
       expect(run.stderr).toContain(`port ${port} is already in use`);
       expect(run.stderr).not.toMatch(/\n\s+at /);
+      // Nothing was created, so the first start that can listen still shows the credentials.
+      expect(printedSecrets(run.stdout)).toEqual({});
+      const next = await start(s.env);
+      expect(printedSecrets(next.stdout()).adminToken).toMatch(/^aht_/);
     },
     TIMEOUT,
   );
@@ -212,6 +216,19 @@ describe(`audiencehub CLI (${driver})`, () => {
     expect(level.code).toBe(1);
     expect(level.stderr).toContain('LOG_LEVEL');
   });
+
+  it(
+    'refuses a first-start secret that is too short',
+    async () => {
+      const s = await store();
+      const run = await runCli(['start'], { ...s.env, AUDIENCEHUB_ADMIN_TOKEN: 'hunter2' });
+      expect(run.code).toBe(1);
+      expect(run.stderr.trim()).toBe(
+        'audiencehub: AUDIENCEHUB_ADMIN_TOKEN must be at least 24 characters (e.g. aht_ followed by random characters).',
+      );
+    },
+    TIMEOUT,
+  );
 
   it(
     'names an unreachable PostgreSQL without showing its password',
