@@ -245,17 +245,19 @@ describe(`audiencehub CLI (${driver})`, () => {
     TIMEOUT,
   );
 
-  it.skipIf(driver !== 'pglite')(
+  it(
     'refuses a second hub on the same PGlite data directory',
     async () => {
+      // Always on PGlite, whichever database the rest of the run uses: the lock is PGlite's.
       const s = await store();
-      const first = await start(s.env);
-      const second = await runCli(['start'], s.env);
+      const env = { ...s.env, DATABASE_URL: undefined };
+      const first = await start(env);
+      const second = await runCli(['start'], env);
       expect(second.code).toBe(1);
       expect(second.stderr).toContain('in use by another audiencehub process');
       expect((await first.stop()).code).toBe(0);
       // The lock is released on a clean stop.
-      const third = await start(s.env);
+      const third = await start(env);
       expect(third.url).toMatch(/^http:/);
     },
     TIMEOUT,
