@@ -33,7 +33,7 @@ interface Pending {
 export function createIngestWriter(
   db: Db,
   config: HubConfig,
-  { maxMessages = 5000, writers = 2 }: { maxMessages?: number; writers?: number } = {},
+  { maxMessages = 2000, writers = 2 }: { maxMessages?: number; writers?: number } = {},
 ): IngestWriter {
   const queue: Pending[] = [];
   const identities = new IdentityCache();
