@@ -155,6 +155,30 @@ async function runSenders(
   if (failed !== undefined) throw failed;
 }
 
+/** Run the senders and measure the phase: wall time, this process's CPU time and peak RSS. */
+async function measure(
+  traffic: Traffic,
+  concurrency: number,
+  send: (i: number) => Promise<void>,
+): Promise<Pick<PhaseResult, 'seconds' | 'eventsPerSecond' | 'peakRssMb' | 'cpuSeconds'>> {
+  const rss = rssSampler();
+  const cpu = process.cpuUsage();
+  const started = performance.now();
+  let peak: number;
+  try {
+    await runSenders(traffic, concurrency, send);
+  } finally {
+    peak = rss.stop();
+  }
+  const seconds = (performance.now() - started) / 1000;
+  return {
+    seconds,
+    eventsPerSecond: traffic.events / seconds,
+    cpuSeconds: cpuSince(cpu),
+    peakRssMb: peak / 2 ** 20,
+  };
+}
+
 async function countEvents(database: { db: Database['db'] }): Promise<number> {
   const [row] = await rows<{ n: number }>(database.db, sql`select count(*)::int as n from events`);
   return row?.n ?? 0;
@@ -173,10 +197,7 @@ async function benchHub(opts: Options, traffic: Traffic): Promise<PhaseResult> {
   let clientMs = 0;
   let largest = 0;
   try {
-    const rss = rssSampler();
-    const cpu = process.cpuUsage();
-    const started = performance.now();
-    await runSenders(traffic, opts.concurrency, async (i) => {
+    const measured = await measure(traffic, opts.concurrency, async (i) => {
       const t0 = performance.now();
       const body = JSON.stringify({ batch: traffic.batch(i), sentAt: new Date().toISOString() });
       clientMs += performance.now() - t0;
@@ -191,22 +212,12 @@ async function benchHub(opts: Options, traffic: Traffic): Promise<PhaseResult> {
         throw new Error(`batch ${i}: HTTP ${res.status} ${text.slice(0, 500)}`);
       }
     });
-    const seconds = (performance.now() - started) / 1000;
-    const cpuSeconds = cpuSince(cpu);
-    const peak = rss.stop();
     const stored = await countEvents(hub.context);
     if (stored !== traffic.events) {
       console.error(`warning: the hub stored ${stored} events of ${traffic.events} sent`);
     }
     console.error(`largest request body: ${(largest / 1024).toFixed(0)} KiB`);
-    return {
-      seconds,
-      eventsPerSecond: traffic.events / seconds,
-      peakRssMb: peak / 2 ** 20,
-      clientSeconds: clientMs / 1000,
-      cpuSeconds,
-      stored,
-    };
+    return { ...measured, clientSeconds: clientMs / 1000, stored };
   } finally {
     await hub.close();
     if (!opts.keep) await place.drop();
@@ -290,10 +301,7 @@ async function benchBaseline(opts: Options, traffic: Traffic): Promise<PhaseResu
   const statements = new Map<number, string>();
   let clientMs = 0;
   try {
-    const rss = rssSampler();
-    const cpu = process.cpuUsage();
-    const started = performance.now();
-    await runSenders(traffic, opts.concurrency, async (i) => {
+    const measured = await measure(traffic, opts.concurrency, async (i) => {
       const t0 = performance.now();
       const params = rowParams(traffic, i, new Date().toISOString());
       const n = params.length / COLUMNS.length;
@@ -302,17 +310,7 @@ async function benchBaseline(opts: Options, traffic: Traffic): Promise<PhaseResu
       clientMs += performance.now() - t0;
       await query(text, params);
     });
-    const seconds = (performance.now() - started) / 1000;
-    const cpuSeconds = cpuSince(cpu);
-    const peak = rss.stop();
-    return {
-      seconds,
-      eventsPerSecond: traffic.events / seconds,
-      peakRssMb: peak / 2 ** 20,
-      clientSeconds: clientMs / 1000,
-      cpuSeconds,
-      stored: await countEvents(database),
-    };
+    return { ...measured, clientSeconds: clientMs / 1000, stored: await countEvents(database) };
   } finally {
     await database.close();
     if (!opts.keep) await place.drop();
