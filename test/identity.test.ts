@@ -163,62 +163,23 @@ describe(`identity resolution (${driver})`, () => {
   });
 
   it('resolves traits by source priority, then recency, ignoring older out-of-order values', async () => {
-    await send(
-      db,
-      config,
-      [
-        {
-          type: 'identify',
-          userId: 't',
-          traits: { tier: 'web-new' },
-          timestamp: '2024-02-01T00:00:00Z',
-        },
-      ],
-      'web',
-    );
-    await send(
-      db,
-      config,
-      [
-        {
-          type: 'identify',
-          userId: 't',
-          traits: { tier: 'erp' },
-          timestamp: '2024-01-01T00:00:00Z',
-        },
-      ],
-      'erp',
-    );
-    expect((await liveProfiles(db))[0]!.traits.tier).toBe('erp');
-    await send(
-      db,
-      config,
-      [
-        {
-          type: 'identify',
-          userId: 't',
-          traits: { tier: 'erp-older' },
-          timestamp: '2023-12-01T00:00:00Z',
-        },
-      ],
-      'erp',
-    );
-    expect((await liveProfiles(db))[0]!.traits.tier).toBe('erp');
+    const tier = (source: string, value: unknown, timestamp: string) =>
+      send(
+        db,
+        config,
+        [{ type: 'identify', userId: 't', traits: { tier: value }, timestamp }],
+        source,
+      );
+    const resolved = async () => (await liveProfiles(db))[0]!.traits.tier;
+
+    await tier('web', 'web-new', '2024-02-01T00:00:00Z');
+    await tier('erp', 'erp', '2024-01-01T00:00:00Z');
+    expect(await resolved()).toBe('erp');
+    await tier('erp', 'erp-older', '2023-12-01T00:00:00Z');
+    expect(await resolved()).toBe('erp');
     // A null from the higher-priority source clears it there, so the web value shows.
-    await send(
-      db,
-      config,
-      [
-        {
-          type: 'identify',
-          userId: 't',
-          traits: { tier: null },
-          timestamp: '2024-03-01T00:00:00Z',
-        },
-      ],
-      'erp',
-    );
-    expect((await liveProfiles(db))[0]!.traits.tier).toBe('web-new');
+    await tier('erp', null, '2024-03-01T00:00:00Z');
+    expect(await resolved()).toBe('web-new');
   });
 
   it('does not lose events or duplicate profiles when concurrent messages merge the same two profiles', async () => {
