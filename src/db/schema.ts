@@ -4,6 +4,7 @@
  */
 import { sql } from 'drizzle-orm';
 import {
+  bigint,
   bigserial,
   index,
   integer,
@@ -11,6 +12,7 @@ import {
   numeric,
   pgTable,
   primaryKey,
+  smallint,
   text,
   timestamp,
   uniqueIndex,
@@ -41,6 +43,11 @@ export const profiles = pgTable(
     purchaseCount: integer('purchase_count').notNull().default(0),
     totalSpent: numeric('total_spent', { precision: 18, scale: 4 }).notNull().default('0'),
     lastPurchaseAt: ts('last_purchase_at'),
+    /** RFM scores 1–5 (see docs/segments.md), as of `rfmAsOf`; null for profiles without purchases. */
+    rfmRecency: smallint('rfm_recency'),
+    rfmFrequency: smallint('rfm_frequency'),
+    rfmMonetary: smallint('rfm_monetary'),
+    rfmAsOf: ts('rfm_as_of'),
   },
   (t) => [
     index('profiles_merged_into_idx').on(t.mergedInto),
@@ -119,6 +126,16 @@ export const profileEventCounts = pgTable(
   },
   (t) => [primaryKey({ columns: [t.profileId, t.name] })],
 );
+
+/**
+ * How far a background consumer of the events table has read: every event with an id at or
+ * below `position` has been processed (see src/profiles/fold.ts).
+ */
+export const eventCursors = pgTable('event_cursors', {
+  name: text('name').primaryKey(),
+  position: bigint('position', { mode: 'number' }).notNull().default(0),
+  updatedAt: ts('updated_at').notNull().defaultNow(),
+});
 
 /** One row per merge: which profile survived, which became a tombstone, and why. */
 export const merges = pgTable(
