@@ -24,6 +24,8 @@ export interface HubConfig {
   anonymousIdentityTypes: string[];
   /** ISO country used to read phone numbers written without a country code, if any. */
   defaultPhoneCountry?: string;
+  /** How often the background fold looks for new events to fold into computed traits. */
+  foldIntervalMs: number;
 }
 
 /** GA4's `purchase`/`value` and the Segment e-commerce spec's `Order Completed`/`revenue`. */
@@ -58,6 +60,16 @@ const list = (text: string | undefined) =>
     .map((s) => s.trim())
     .filter(Boolean);
 
+function positiveInteger(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
+  const text = env[name];
+  if (text === undefined || text === '') return fallback;
+  const value = Number(text);
+  if (!Number.isInteger(value) || value <= 0) {
+    throw new Error(`${name}: "${text}" is not a positive whole number`);
+  }
+  return value;
+}
+
 /** The configuration from the environment, with defaults for everything. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): HubConfig {
   const port = Number(env.PORT ?? 3000);
@@ -78,6 +90,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): HubConfig {
       ? list(env.AUDIENCEHUB_ANONYMOUS_IDENTITY_TYPES)
       : ['anonymous_id'],
     defaultPhoneCountry: env.AUDIENCEHUB_PHONE_COUNTRY || undefined,
+    foldIntervalMs: positiveInteger(env, 'AUDIENCEHUB_FOLD_INTERVAL_MS', 250),
   };
 }
 

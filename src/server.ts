@@ -10,6 +10,7 @@ import type { HubContext } from './context.ts';
 import { openDatabase, type Database } from './db/index.ts';
 import { HubError } from './errors.ts';
 import type { Logger } from './log.ts';
+import { startFolding } from './profiles/fold.ts';
 
 /** A running hub. */
 export interface HubHandle {
@@ -66,6 +67,7 @@ export async function startHub(
       throw error;
     });
     reportCredentials(config, created, log, print);
+    const folding = startFolding(database.db, log, { intervalMs: config.foldIntervalMs });
     const url = `http://localhost:${port}`;
     log.info(`listening on ${url}`, { url, data: describeDatabase(config) });
 
@@ -73,6 +75,7 @@ export async function startHub(
     const close = () =>
       (closing ??= (async () => {
         await closeServer(server);
+        await folding.stop();
         await database.close();
         log.info('stopped');
       })());

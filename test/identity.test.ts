@@ -5,6 +5,7 @@ import { rows, type Database, type Db } from '../src/db/index.ts';
 import { ingestMessages } from '../src/events/ingest.ts';
 import { parseMessage } from '../src/events/message.ts';
 import { eraseProfile } from '../src/profiles/erase.ts';
+import { foldAll, foldNewEvents } from '../src/profiles/fold.ts';
 import { IdentityCache } from '../src/profiles/identity-cache.ts';
 import { driver, testDatabase } from './support/db.ts';
 import { count, liveProfiles, profileOf, send } from './support/ingest.ts';
@@ -20,7 +21,8 @@ beforeAll(async () => {
 afterAll(() => database.close());
 beforeEach(async () => {
   await db.execute(
-    sql`truncate profiles, identities, traits, events, profile_event_counts, merges restart identity`,
+    sql`truncate profiles, identities, traits, events, profile_event_counts, merges, event_cursors
+      restart identity`,
   );
 });
 
@@ -278,9 +280,22 @@ describe(`ingestion under concurrency (${driver})`, () => {
     const sender = async () => {
       while (next < batches.length) await send(db, config, batches[next++]!);
     };
+    // The background fold runs all along, racing the merges.
+    let sending = true;
+    let folds = 0;
+    const folder = async () => {
+      while (sending) {
+        folds += (await foldNewEvents(db, { maxEvents: 60 })).events > 0 ? 1 : 0;
+      }
+    };
+    const folding = folder();
     await Promise.all(Array.from({ length: 6 }, sender));
     // Retrying everything changes nothing.
     await Promise.all(batches.slice(0, 10).map((b) => send(db, config, b)));
+    sending = false;
+    await folding;
+    expect(folds).toBeGreaterThan(1);
+    await foldAll(db);
 
     const total = batches.length * 25;
     expect(await count(db, 'events')).toBe(total);

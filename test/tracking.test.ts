@@ -36,7 +36,8 @@ beforeAll(async () => {
 afterAll(() => database.close());
 beforeEach(async () => {
   await db.execute(
-    sql`truncate profiles, identities, traits, events, profile_event_counts, merges, ingest_rejections`,
+    sql`truncate profiles, identities, traits, events, profile_event_counts, merges, ingest_rejections,
+      event_cursors`,
   );
 });
 

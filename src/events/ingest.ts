@@ -1,13 +1,15 @@
 /**
- * Storing messages: resolve each to its profile, store the event once per (source, messageId),
- * record traits, and keep the computed traits in step — all in one transaction per batch.
+ * Storing messages: resolve each to its profile, store the event once per (source, messageId)
+ * and record traits — all in one transaction per batch. Computed traits are folded from the
+ * stored events right after, in the background (src/profiles/fold.ts).
  */
 import { sql } from 'drizzle-orm';
 import type { HubConfig } from '../config.ts';
 import { json, rows, textArray, uuidArray, withRetry, type Db } from '../db/index.ts';
 import type { IdentityCache } from '../profiles/identity-cache.ts';
 import { identityString } from '../profiles/identity.ts';
-import { lockLiveProfiles, resolveProfiles } from '../profiles/resolve.ts';
+import { holdIngestHorizon } from '../profiles/fold.ts';
+import { checkLive, lockLiveProfiles, resolveProfiles } from '../profiles/resolve.ts';
 import type { PreparedMessage } from './message.ts';
 
 export interface IngestResult {
@@ -20,9 +22,6 @@ export interface IngestResult {
   /** For each message, in order: stored now (true) or a duplicate (false). */
   stored: boolean[];
 }
-
-/** Message types that count as activity in event_count and the per-event counts. */
-const ACTIVITY = sql`('track', 'page', 'screen')`;
 
 /**
  * Store a batch of prepared messages. Retried as a whole on deadlocks and on concurrent
@@ -48,11 +47,24 @@ export async function ingestMessages(
     if (attempts++ > 0) identityCache?.clear();
     const resolution = await resolveProfiles(tx, unique, config, identityCache);
     const { profileIds, survivors, touched } = resolution;
+    // Profiles whose row changes here are locked, and must be live; the others only receive
+    // events, which a merge committing meanwhile leaves for the fold to move.
+    const withTraits = new Set(
+      unique.flatMap((m, i) =>
+        m.traits && Object.keys(m.traits).length > 0 ? [profileIds[i]!] : [],
+      ),
+    );
+    const changing = new Set([...withTraits, ...resolution.customers]);
+    await lockLiveProfiles(tx, [...changing]);
+    // After the horizon, so an erasure (which takes it exclusively) cannot slip in between.
+    await holdIngestHorizon(tx);
+    await checkLive(
+      tx,
+      [...touched].filter((id) => !changing.has(id)),
+    );
     const inserted = await insertEvents(tx, unique, profileIds);
-    await lockLiveProfiles(tx, [...touched]);
-    await addToComputedTraits(tx, unique, profileIds, inserted, resolution.customers);
-    const withTraits = await recordTraits(tx, unique, profileIds);
-    if (survivors.size > 0) await recomputeComputedTraits(tx, [...survivors]);
+    if (resolution.customers.size > 0) await markCustomers(tx, [...resolution.customers]);
+    await recordTraits(tx, unique, profileIds);
     const resolveFor = new Set([...withTraits, ...survivors].filter((id) => touched.has(id)));
     if (resolveFor.size > 0) await resolveTraits(tx, [...resolveFor], config.traitSourcePriority);
     const profileOf = new Map(unique.map((m, i) => [messageKey(m), profileIds[i]!]));
@@ -121,120 +133,23 @@ async function insertEvents(
   return inserted;
 }
 
-const isActivity = (type: string) => type === 'track' || type === 'page' || type === 'screen';
-const countName = (m: PreparedMessage) => (m.type === 'track' ? m.name! : m.type);
-const earlier = (a: Date | null, b: Date) => (a && a <= b ? a : b);
-const later = (a: Date | null, b: Date) => (a && a >= b ? a : b);
-
-/**
- * Add the newly inserted events to their profiles' computed traits (and mark new customers),
- * in one statement. The profiles are locked by the caller.
- */
-async function addToComputedTraits(
-  tx: Db,
-  messages: PreparedMessage[],
-  profileIds: string[],
-  inserted: Set<number>,
-  customers: Set<string>,
-) {
-  interface Delta {
-    profile_id: string;
-    activity: number;
-    first: Date | null;
-    last: Date | null;
-    purchases: number;
-    spent: number;
-    last_purchase: Date | null;
-    customer: boolean;
-  }
-  const deltas = new Map<string, Delta>();
-  const delta = (id: string) => {
-    let d = deltas.get(id);
-    if (!d) {
-      d = {
-        profile_id: id,
-        activity: 0,
-        first: null,
-        last: null,
-        purchases: 0,
-        spent: 0,
-        last_purchase: null,
-        customer: customers.has(id),
-      };
-      deltas.set(id, d);
-    }
-    return d;
-  };
-  for (const id of customers) delta(id);
-  const counts = new Map<
-    string,
-    { profile_id: string; name: string; count: number; first_at: Date; last_at: Date }
-  >();
-  for (const i of inserted) {
-    const m = messages[i]!;
-    const d = delta(profileIds[i]!);
-    d.first = earlier(d.first, m.timestamp);
-    d.last = later(d.last, m.timestamp);
-    if (m.revenue !== null) {
-      d.purchases++;
-      d.spent += m.revenue;
-      d.last_purchase = later(d.last_purchase, m.timestamp);
-    }
-    if (!isActivity(m.type)) continue;
-    d.activity++;
-    const key = `${d.profile_id}\u0000${countName(m)}`;
-    const c = counts.get(key);
-    if (c) {
-      c.count++;
-      c.first_at = earlier(c.first_at, m.timestamp);
-      c.last_at = later(c.last_at, m.timestamp);
-    } else {
-      counts.set(key, {
-        profile_id: d.profile_id,
-        name: countName(m),
-        count: 1,
-        first_at: m.timestamp,
-        last_at: m.timestamp,
-      });
-    }
-  }
-  if (deltas.size === 0) return;
+/** Existing profiles that gained an identifying identity are customers now. */
+async function markCustomers(tx: Db, ids: string[]) {
   await tx.execute(
-    sql`with counts as (
-          insert into profile_event_counts as c (profile_id, name, count, first_at, last_at)
-          select * from json_to_recordset(${json([...counts.values()])})
-            as x(profile_id uuid, name text, count int, first_at timestamptz, last_at timestamptz)
-          on conflict (profile_id, name) do update set
-            count = c.count + excluded.count,
-            first_at = least(c.first_at, excluded.first_at),
-            last_at = greatest(c.last_at, excluded.last_at)
-        )
-        update profiles p set
-          event_count = p.event_count + d.activity,
-          first_seen_at = least(p.first_seen_at, d.first),
-          last_seen_at = greatest(p.last_seen_at, d.last),
-          purchase_count = p.purchase_count + d.purchases,
-          total_spent = p.total_spent + d.spent,
-          last_purchase_at = greatest(p.last_purchase_at, d.last_purchase),
-          kind = case when d.customer then 'customer' else p.kind end,
-          updated_at = now()
-        from json_to_recordset(${json([...deltas.values()])}) as d(
-          profile_id uuid, activity int, first timestamptz, last timestamptz, purchases int,
-          spent numeric, last_purchase timestamptz, customer boolean)
-        where p.id = d.profile_id`,
+    sql`update profiles set kind = 'customer', updated_at = now()
+        where id = any(${uuidArray(ids)}) and kind <> 'customer'`,
   );
 }
 
 /**
  * Record identify traits per source. A value older than the one stored for the same source
- * and key is ignored, so out-of-order delivery cannot roll a trait back. Returns the profiles
- * whose traits may have changed.
+ * and key is ignored, so out-of-order delivery cannot roll a trait back.
  */
 async function recordTraits(
   tx: Db,
   messages: PreparedMessage[],
   profileIds: string[],
-): Promise<Set<string>> {
+): Promise<void> {
   const latest = new Map<
     string,
     { profile_id: string; source: string; key: string; value: string; observed_at: Date }
@@ -256,7 +171,7 @@ async function recordTraits(
       });
     }
   });
-  if (latest.size === 0) return new Set();
+  if (latest.size === 0) return;
   await tx.execute(
     sql`insert into traits as t (profile_id, source, key, value, observed_at)
         select profile_id, source, key, value::jsonb, observed_at
@@ -266,7 +181,6 @@ async function recordTraits(
           set value = excluded.value, observed_at = excluded.observed_at
           where excluded.observed_at >= t.observed_at`,
   );
-  return new Set([...latest.values()].map((t) => t.profile_id));
 }
 
 /**
@@ -287,33 +201,5 @@ export async function resolveTraits(tx: Db, profileIds: string[], priority: stri
           ) as best
         ) as r on true
         where p.id = ids.id`,
-  );
-}
-
-/** Recompute profiles' computed traits from all their events (after merges). */
-export async function recomputeComputedTraits(tx: Db, profileIds: string[]) {
-  const ids = uuidArray(profileIds);
-  await tx.execute(
-    sql`update profiles p set
-          first_seen_at = a.first, last_seen_at = a.last, event_count = coalesce(a.activity, 0),
-          purchase_count = coalesce(a.purchases, 0), total_spent = coalesce(a.spent, 0),
-          last_purchase_at = a.last_purchase, updated_at = now()
-        from unnest(${ids}) as ids(id)
-        left join lateral (
-          select min("timestamp") as first, max("timestamp") as last,
-            count(*) filter (where type in ${ACTIVITY}) as activity,
-            count(revenue) as purchases, sum(revenue) as spent,
-            max("timestamp") filter (where revenue is not null) as last_purchase
-          from events e where e.profile_id = ids.id
-        ) as a on true
-        where p.id = ids.id`,
-  );
-  await tx.execute(sql`delete from profile_event_counts where profile_id = any(${ids})`);
-  await tx.execute(
-    sql`insert into profile_event_counts (profile_id, name, count, first_at, last_at)
-        select profile_id, case when type = 'track' then name else type end,
-          count(*), min("timestamp"), max("timestamp")
-        from events where profile_id = any(${ids}) and type in ${ACTIVITY}
-        group by 1, 2`,
   );
 }

@@ -1,6 +1,7 @@
 import { sql, type SQL } from 'drizzle-orm';
 import { RetryTransaction, rows, uuidArray, withRetry, type Db } from '../db/index.ts';
 import { recordAudit, type Actor } from '../audit.ts';
+import { exclusiveIngestHorizon } from './fold.ts';
 import { resolvePerson } from './view.ts';
 
 /** How many rows an erasure deleted, per table. */
@@ -29,13 +30,16 @@ export async function eraseProfile(
 ): Promise<{ profileId: string; deleted: ErasureCounts }> {
   return withRetry(db, async (tx) => {
     const first = await resolvePerson(tx, requested.toLowerCase());
-    // Lock the live profile so a merge or an ingest touching it waits for the erasure, then
+    // Lock the live profile so a merge or a trait change waits for the erasure, then
     // collect the tombstones again now that none can be added under us.
     await tx.execute(sql`select 1 from profiles where id = ${first.profileId} for update`);
     const { profileId, ids } = await resolvePerson(tx, first.profileId);
     if (profileId !== first.profileId) throw new RetryTransaction('merged during the erasure');
     const person = uuidArray(ids);
     await tx.execute(sql`select 1 from profiles where id = any(${person}) for update`);
+    // Wait for the batches in flight (one may hold an event for this person) and hold off new
+    // ones until the erasure commits. Taken after the row locks, as ingestion takes them.
+    await exclusiveIngestHorizon(tx);
 
     const count = async (statement: SQL) =>
       (

@@ -7,13 +7,13 @@
  *   their (type, value), taken in one sorted statement, so two transactions can never both
  *   create the same identity or both create a profile for it;
  * - profiles about to merge are locked `FOR UPDATE` in id order before anything moves;
- * - every other profile the batch touches is locked by {@link lockLiveProfiles} only after the
- *   batch's events are inserted, just before its computed traits change, so the bulk insert
- *   runs without holding locks that concurrent batches for the same people wait on.
+ * - profiles whose row the batch changes (traits, kind) are locked by {@link lockLiveProfiles}
+ *   and must be live; profiles that only receive events are not locked, only checked to exist
+ *   ({@link checkLive}), so concurrent batches for the same people do not queue on each other.
  * A profile found merged (or erased) once locked means what was read is stale: the transaction
  * is retried ({@link RetryTransaction}), discarding what it wrote, and reads the new state.
- * Merges move a loser's events only while holding its lock, and a batch's events commit only
- * after it locked their profile and saw it live, so no event is left on a tombstone.
+ * An event committed on a profile that a concurrent merge just turned into a tombstone is moved
+ * to the survivor by the fold (src/profiles/fold.ts) before it is counted anywhere.
  * Each kind of lock is taken in sorted order in one statement; the rare deadlock between two
  * batches merging overlapping profiles is broken by PostgreSQL and the batch retried.
  */
@@ -22,6 +22,7 @@ import type { HubConfig } from '../config.ts';
 import { json, rows, RetryTransaction, uuidArray, type Db } from '../db/index.ts';
 import type { MergeCause } from '../db/schema.ts';
 import { uuidv7 } from '../ids.ts';
+import { combineComputedTraits } from './fold.ts';
 import { IDENTITY, identityLockKey, identityString, type IdentityKey } from './identity.ts';
 import type { IdentityCache } from './identity-cache.ts';
 
@@ -284,7 +285,8 @@ export async function resolveProfiles(
 /**
  * Merge each loser into its survivor: identities, events and traits move, older tombstones
  * are re-pointed, the loser becomes a tombstone, and each merge is recorded with its cause.
- * Callers hold both profiles' locks; the survivor's computed traits must be recomputed after.
+ * Computed traits already folded are combined into the survivor's; events not folded yet move
+ * with the others and are folded into the survivor. Callers hold both profiles' locks.
  */
 export async function mergeProfiles(
   tx: Db,
@@ -307,7 +309,7 @@ export async function mergeProfiles(
           where excluded.observed_at > t.observed_at`,
   );
   await tx.execute(sql`delete from traits t using ${m} where t.profile_id = m.loser`);
-  await tx.execute(sql`delete from profile_event_counts c using ${m} where c.profile_id = m.loser`);
+  await combineComputedTraits(tx, pairs);
   await tx.execute(
     sql`update profiles p set merged_into = m.survivor, updated_at = now()
         from ${m} where p.merged_into = m.loser`,
@@ -338,4 +340,20 @@ export async function lockLiveProfiles(tx: Db, ids: string[]): Promise<void> {
   if (locked.length !== sorted.length) {
     throw new RetryTransaction('a profile was merged or erased concurrently');
   }
+}
+
+/**
+ * Check, without locking, that profiles are still live: a cached identity may name a profile
+ * merged or erased since. Run under the ingest horizon, so an erasure cannot commit between
+ * this check and the insert; a merge can, and the fold then moves the events to the survivor.
+ */
+export async function checkLive(tx: Db, ids: string[]): Promise<void> {
+  if (ids.length === 0) return;
+  const [row] = await rows<{ n: number }>(
+    tx,
+    sql`select count(*)::int as n from profiles
+        where id in (select x::uuid from json_array_elements_text(${json(ids)}) as x)
+          and merged_into is null`,
+  );
+  if (row!.n !== ids.length) throw new RetryTransaction('a profile was merged or erased');
 }

@@ -3,6 +3,7 @@ import type { HubConfig } from '../../src/config.ts';
 import { rows, type Db } from '../../src/db/index.ts';
 import { ingestMessages } from '../../src/events/ingest.ts';
 import { parseMessage } from '../../src/events/message.ts';
+import { foldAll } from '../../src/profiles/fold.ts';
 
 /** Validate and store raw Segment messages as `source` would send them; throws on invalid ones. */
 export async function send(
@@ -28,7 +29,12 @@ export async function profileOf(db: Db, type: string, value: string) {
   return row?.id;
 }
 
+/**
+ * The live profiles, once every committed event is folded into their computed traits (what the
+ * hub's background fold does within a second of the data arriving).
+ */
 export async function liveProfiles(db: Db) {
+  await foldAll(db);
   return rows<{
     id: string;
     kind: string;

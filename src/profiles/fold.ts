@@ -1,0 +1,277 @@
+/**
+ * Computed traits (first/last seen, event counts, purchases, total spent) are folded into
+ * profiles from the events table by a background step, not by the ingest transaction: ingestion
+ * then only appends events, and a profile touched by many events in a second is updated once.
+ *
+ * Reading the events table in id order needs one care: ids are taken when a row is inserted,
+ * but transactions commit in any order, so an event with a smaller id may become visible after
+ * one with a larger id. Every ingest transaction therefore holds a shared advisory lock (the
+ * *ingest horizon*) from before it inserts until it commits; the fold takes the same lock
+ * exclusively for an instant, which waits for the transactions in flight, and reads the largest
+ * id then. Every event at or below that id is committed, so the fold never skips one.
+ *
+ * Merges combine the folded totals of the profiles they merge (sums add, firsts take the least,
+ * lasts the greatest) and move the events; an event not yet folded is folded into whichever
+ * profile holds it when the fold runs. An event stored on a profile that a concurrent merge
+ * turned into a tombstone is moved to the survivor here, before it is counted.
+ */
+import { sql } from 'drizzle-orm';
+import { json, RetryTransaction, rows, withRetry, type Db } from '../db/index.ts';
+import type { Logger } from '../log.ts';
+
+/** Advisory lock keys (the two-int form, apart from the one-bigint identity locks). */
+const LOCKS = { class: 0x41480001, horizon: 1, fold: 2 } as const;
+
+/** Message types that count as activity in event_count and in the per-event counts. */
+export const ACTIVITY_TYPES = ['track', 'page', 'screen'] as const;
+const ACTIVITY = sql`('track', 'page', 'screen')`;
+
+const CURSOR = 'computed-traits';
+
+/**
+ * Taken by every transaction that inserts events, before its first insert; released at commit.
+ * Erasure takes it exclusively, so no message for an erased person is in flight while it runs.
+ */
+export async function holdIngestHorizon(tx: Db): Promise<void> {
+  await tx.execute(sql`select pg_advisory_xact_lock_shared(${LOCKS.class}, ${LOCKS.horizon})`);
+}
+
+/** Wait for every ingest transaction in flight, and hold off new ones until `tx` ends. */
+export async function exclusiveIngestHorizon(tx: Db): Promise<void> {
+  await tx.execute(sql`select pg_advisory_xact_lock(${LOCKS.class}, ${LOCKS.horizon})`);
+}
+
+/** The largest event id below which every event is committed. */
+export async function committedEventHorizon(db: Db): Promise<number> {
+  return db.transaction(async (tx) => {
+    await exclusiveIngestHorizon(tx);
+    const [row] = await rows<{ id: string | number | null }>(
+      tx,
+      sql`select max(id) as id from events`,
+    );
+    return Number(row?.id ?? 0);
+  });
+}
+
+export interface FoldResult {
+  /** Events folded. */
+  events: number;
+  /** Live profiles whose computed traits changed. */
+  profileIds: string[];
+  /** The cursor after this fold. */
+  position: number;
+  /** True when more committed events wait beyond `maxEvents`. */
+  more: boolean;
+}
+
+/**
+ * Fold the events committed since the last fold into their profiles' computed traits, at most
+ * `maxEvents` ids at a time. Returns nothing to do (`events: 0`) when another process is folding.
+ *
+ * @example
+ * await ingestMessages(db, config, messages);
+ * const { profileIds } = await foldNewEvents(db); // their computed traits are current now
+ */
+export async function foldNewEvents(
+  db: Db,
+  options: { maxEvents?: number } = {},
+): Promise<FoldResult> {
+  const maxEvents = options.maxEvents ?? 50_000;
+  const horizon = await committedEventHorizon(db);
+  return withRetry(db, async (tx) => {
+    const [mine] = await rows<{ locked: boolean }>(
+      tx,
+      sql`select pg_try_advisory_xact_lock(${LOCKS.class}, ${LOCKS.fold}) as locked`,
+    );
+    if (!mine!.locked) return { events: 0, profileIds: [], position: 0, more: false };
+    await tx.execute(
+      sql`insert into event_cursors (name) values (${CURSOR}) on conflict (name) do nothing`,
+    );
+    const [cursor] = await rows<{ position: string | number }>(
+      tx,
+      sql`select position from event_cursors where name = ${CURSOR} for update`,
+    );
+    const from = Number(cursor!.position);
+    const to = Math.min(horizon, from + maxEvents);
+    if (to <= from) return { events: 0, profileIds: [], position: from, more: false };
+    const window = sql`e.id > ${from} and e.id <= ${to}`;
+
+    // Lock every profile that holds an event of the window, and the survivors of those that
+    // were merged meanwhile, so no merge moves these events while they are counted.
+    const owners = await rows<{ id: string }>(
+      tx,
+      sql`select distinct profile_id as id from events e where ${window}`,
+    );
+    const locked = await lockProfiles(
+      tx,
+      owners.map((o) => o.id),
+    );
+    const survivors = [...new Set(locked.flatMap((p) => (p.merged_into ? [p.merged_into] : [])))];
+    if (survivors.length > 0) {
+      const again = await lockProfiles(tx, survivors);
+      if (again.length !== survivors.length || again.some((p) => p.merged_into)) {
+        throw new RetryTransaction('a survivor was merged during the fold');
+      }
+      await tx.execute(
+        sql`update events e set profile_id = p.merged_into from profiles p
+            where ${window} and p.id = e.profile_id and p.merged_into is not null`,
+      );
+    }
+    const [{ n } = { n: 0 }] = await rows<{ n: number }>(
+      tx,
+      sql`select count(*)::int as n from events e where ${window}`,
+    );
+    const changed = await rows<{ id: string }>(
+      tx,
+      sql`with counts as (
+            insert into profile_event_counts as c (profile_id, name, count, first_at, last_at)
+            select profile_id, case when type = 'track' then name else type end,
+              count(*), min("timestamp"), max("timestamp")
+            from events e where ${window} and type in ${ACTIVITY}
+            group by 1, 2
+            on conflict (profile_id, name) do update set
+              count = c.count + excluded.count,
+              first_at = least(c.first_at, excluded.first_at),
+              last_at = greatest(c.last_at, excluded.last_at)
+          )
+          update profiles p set
+            event_count = p.event_count + d.activity,
+            first_seen_at = least(p.first_seen_at, d.first),
+            last_seen_at = greatest(p.last_seen_at, d.last),
+            purchase_count = p.purchase_count + d.purchases,
+            total_spent = p.total_spent + d.spent,
+            last_purchase_at = greatest(p.last_purchase_at, d.last_purchase),
+            updated_at = now()
+          from (
+            select profile_id, count(*) filter (where type in ${ACTIVITY}) as activity,
+              min("timestamp") as first, max("timestamp") as last,
+              count(revenue) as purchases, coalesce(sum(revenue), 0) as spent,
+              max("timestamp") filter (where revenue is not null) as last_purchase
+            from events e where ${window}
+            group by profile_id
+          ) as d
+          where p.id = d.profile_id and p.merged_into is null
+          returning p.id`,
+    );
+    await tx.execute(
+      sql`update event_cursors set position = ${to}, updated_at = now() where name = ${CURSOR}`,
+    );
+    return { events: n, profileIds: changed.map((r) => r.id), position: to, more: to < horizon };
+  });
+}
+
+/** Fold until every committed event is folded. */
+export async function foldAll(db: Db): Promise<number> {
+  let total = 0;
+  for (;;) {
+    const result = await foldNewEvents(db);
+    total += result.events;
+    if (!result.more) return total;
+  }
+}
+
+async function lockProfiles(tx: Db, ids: string[]) {
+  if (ids.length === 0) return [];
+  return rows<{ id: string; merged_into: string | null }>(
+    tx,
+    sql`select id, merged_into from profiles
+        where id in (select x::uuid from json_array_elements_text(${json([...ids].sort())}) as x)
+        order by id for update`,
+  );
+}
+
+/**
+ * Combine the folded computed traits of merged profiles into their survivors, and clear the
+ * losers'. Called by a merge holding both profiles' locks, before the losers become tombstones.
+ */
+export async function combineComputedTraits(
+  tx: Db,
+  pairs: { loser: string; survivor: string }[],
+): Promise<void> {
+  const m = sql`json_to_recordset(${json(pairs)}) as m(loser uuid, survivor uuid)`;
+  await tx.execute(
+    sql`update profiles s set
+          event_count = s.event_count + l.activity,
+          first_seen_at = least(s.first_seen_at, l.first),
+          last_seen_at = greatest(s.last_seen_at, l.last),
+          purchase_count = s.purchase_count + l.purchases,
+          total_spent = s.total_spent + l.spent,
+          last_purchase_at = greatest(s.last_purchase_at, l.last_purchase),
+          updated_at = now()
+        from (
+          select m.survivor, sum(p.event_count) as activity, min(p.first_seen_at) as first,
+            max(p.last_seen_at) as last, sum(p.purchase_count) as purchases,
+            sum(p.total_spent) as spent, max(p.last_purchase_at) as last_purchase
+          from ${m} join profiles p on p.id = m.loser
+          group by m.survivor
+        ) as l
+        where s.id = l.survivor`,
+  );
+  await tx.execute(
+    sql`insert into profile_event_counts as c (profile_id, name, count, first_at, last_at)
+        select m.survivor, l.name, sum(l.count), min(l.first_at), max(l.last_at)
+        from ${m} join profile_event_counts l on l.profile_id = m.loser
+        group by 1, 2
+        on conflict (profile_id, name) do update set
+          count = c.count + excluded.count,
+          first_at = least(c.first_at, excluded.first_at),
+          last_at = greatest(c.last_at, excluded.last_at)`,
+  );
+  await tx.execute(sql`delete from profile_event_counts c using ${m} where c.profile_id = m.loser`);
+  await tx.execute(
+    sql`update profiles p set first_seen_at = null, last_seen_at = null, event_count = 0,
+          purchase_count = 0, total_spent = 0, last_purchase_at = null
+        from ${m} where p.id = m.loser`,
+  );
+}
+
+/** A running background fold. */
+export interface Folding {
+  /** Finish the fold in progress, then stop. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Fold new events in the background: again at once while more are waiting, else every
+ * `intervalMs`. A failed fold is logged and retried after a pause; nothing is lost, since the
+ * cursor only moves with a successful fold.
+ *
+ * @example
+ * const folding = startFolding(db, log, { intervalMs: 200 });
+ * await folding.stop();
+ */
+export function startFolding(
+  db: Db,
+  log: Logger,
+  options: { intervalMs: number; onFolded?: (result: FoldResult) => Promise<void> | void },
+): Folding {
+  let stopped = false;
+  let wake: (() => void) | undefined;
+  let timer: NodeJS.Timeout | undefined;
+  const pause = (ms: number) =>
+    new Promise<void>((resolve) => {
+      wake = resolve;
+      timer = setTimeout(resolve, ms);
+    });
+  const run = async () => {
+    while (!stopped) {
+      try {
+        const result = await foldNewEvents(db);
+        if (result.events > 0) await options.onFolded?.(result);
+        if (!result.more) await pause(options.intervalMs);
+      } catch (error) {
+        log.error('folding new events failed; retrying', { error: String(error) });
+        await pause(Math.max(options.intervalMs, 1000));
+      }
+    }
+  };
+  const running = run();
+  return {
+    async stop() {
+      stopped = true;
+      clearTimeout(timer);
+      wake?.();
+      await running;
+    },
+  };
+}
