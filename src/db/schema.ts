@@ -6,6 +6,8 @@ import { sql } from 'drizzle-orm';
 import {
   bigint,
   bigserial,
+  boolean,
+  date,
   index,
   integer,
   jsonb,
@@ -223,4 +225,109 @@ export const auditLog = pgTable(
     details: jsonb('details').$type<Record<string, unknown>>().notNull().default({}),
   },
   (t) => [index('audit_log_at_idx').on(t.at)],
+);
+
+/**
+ * A segment: dynamic (rules, recomputed on a schedule and as data arrives) or static (computed
+ * once from rules, or an uploaded list of identifiers). Private ones are seen only by their
+ * owner and admins.
+ */
+export const segments = pgTable(
+  'segments',
+  {
+    id: uuid('id').primaryKey(),
+    name: text('name').notNull(),
+    description: text('description').notNull().default(''),
+    /** `dynamic` or `static`. */
+    type: text('type').notNull(),
+    /** `private` or `shared`. */
+    visibility: text('visibility').notNull(),
+    /** The API token that created it (its owner), and that token's name for listings. */
+    ownerId: uuid('owner_id').notNull(),
+    ownerName: text('owner_name').notNull(),
+    /** The rule tree (src/segments/rules.ts); null for an uploaded list. */
+    rules: jsonb('rules').$type<unknown>(),
+    /** A cron expression (UTC) for scheduled full recomputation of a dynamic segment. */
+    schedule: text('schedule'),
+    /** When the schedule next falls due. */
+    nextRunAt: ts('next_run_at'),
+    /** The template it was created from, if any. */
+    template: text('template'),
+    createdAt: ts('created_at').notNull().defaultNow(),
+    updatedAt: ts('updated_at').notNull().defaultNow(),
+    /** Members now, kept with every change of membership. */
+    size: integer('size').notNull().default(0),
+    lastComputedAt: ts('last_computed_at'),
+  },
+  (t) => [
+    uniqueIndex('segments_owner_name_idx').on(t.ownerId, sql`lower(${t.name})`),
+    index('segments_next_run_idx').on(t.nextRunAt),
+  ],
+);
+
+/** The profiles in a segment now. */
+export const segmentMembers = pgTable(
+  'segment_members',
+  {
+    segmentId: uuid('segment_id').notNull(),
+    profileId: uuid('profile_id').notNull(),
+    enteredAt: ts('entered_at').notNull().defaultNow(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.segmentId, t.profileId] }),
+    index('segment_members_profile_idx').on(t.profileId),
+  ],
+);
+
+/** Who entered and left a segment, and when: the membership history. */
+export const segmentMembershipChanges = pgTable(
+  'segment_membership_changes',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    segmentId: uuid('segment_id').notNull(),
+    profileId: uuid('profile_id').notNull(),
+    /** true: entered; false: left. */
+    entered: boolean('entered').notNull(),
+    at: ts('at').notNull().defaultNow(),
+    runId: bigint('run_id', { mode: 'number' }),
+  },
+  (t) => [
+    index('segment_membership_changes_segment_idx').on(t.segmentId, t.at),
+    index('segment_membership_changes_profile_idx').on(t.profileId),
+  ],
+);
+
+/** Each computation of a segment: the computation history. */
+export const segmentRuns = pgTable(
+  'segment_runs',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    segmentId: uuid('segment_id').notNull(),
+    /** `full` (every profile) or `incremental` (the profiles new data touched). */
+    kind: text('kind').notNull(),
+    /** What started it: `create`, `manual`, `schedule`, `update`, `upload`, `data`. */
+    trigger: text('trigger').notNull(),
+    /** `running`, `succeeded` or `failed`. */
+    status: text('status').notNull(),
+    startedAt: ts('started_at').notNull().defaultNow(),
+    finishedAt: ts('finished_at'),
+    size: integer('size'),
+    entered: integer('entered'),
+    exited: integer('exited'),
+    /** Profiles evaluated, for incremental runs. */
+    evaluated: integer('evaluated'),
+    error: text('error'),
+  },
+  (t) => [index('segment_runs_segment_idx').on(t.segmentId, t.startedAt)],
+);
+
+/** A segment's size at the end of each day (UTC), for the size series and the 30-day change. */
+export const segmentDailySizes = pgTable(
+  'segment_daily_sizes',
+  {
+    segmentId: uuid('segment_id').notNull(),
+    day: date('day', { mode: 'string' }).notNull(),
+    size: integer('size').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.segmentId, t.day] })],
 );

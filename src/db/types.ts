@@ -18,6 +18,12 @@ export type DriverName = 'pglite' | 'postgres';
 export interface Database {
   db: Db;
   driver: DriverName;
+  /**
+   * Run raw SQL text with positional parameters on the same client (for libraries that bring
+   * their own SQL, such as the job queue). Text without parameters may hold several statements;
+   * the rows are the last statement's.
+   */
+  executeSql(text: string, values?: unknown[]): Promise<{ rows: Record<string, unknown>[] }>;
   /** Apply pending migrations (serialised across processes on PostgreSQL). */
   migrate(): Promise<void>;
   close(): Promise<void>;

@@ -20,6 +20,11 @@ export async function openPglite(dataDir?: string): Promise<Database> {
   return {
     db,
     driver: 'pglite',
+    async executeSql(text, values = []) {
+      if (values.length > 0) return client.query<Record<string, unknown>>(text, values);
+      const results = await client.exec(text);
+      return { rows: (results.at(-1)?.rows ?? []) as Record<string, unknown>[] };
+    },
     // PGlite is one connection in one process: nothing else can migrate concurrently.
     migrate: () => migrate(drizzle(client, { schema }), { migrationsFolder }),
     close: () => client.close(),

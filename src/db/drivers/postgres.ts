@@ -26,6 +26,12 @@ export function openPostgres(url: string, options: PostgresOptions = {}): Databa
   return {
     db,
     driver: 'postgres',
+    async executeSql(text, values = []) {
+      // Without parameters the simple protocol runs every statement; the last one's rows count.
+      const result = await client.unsafe(text, values as postgres.ParameterOrJSON<never>[]);
+      const last = Array.isArray(result[0]) ? result.at(-1) : result;
+      return { rows: [...(last as unknown as Record<string, unknown>[])] };
+    },
     async migrate() {
       // A dedicated connection, so the session-level advisory lock and the migration share it.
       const one = postgres(url, { max: 1, onnotice: () => {} });
