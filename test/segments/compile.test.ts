@@ -11,7 +11,7 @@ import {
   type CompileOptions,
   type ResolvedSegment,
 } from '../../src/segments/compile.ts';
-import { parseSegmentRules, type RuleNode } from '../../src/segments/rules.ts';
+import { parseSegmentRules } from '../../src/segments/rules.ts';
 import { driver, testDatabase } from '../support/db.ts';
 
 let database: Database;
