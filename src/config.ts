@@ -26,6 +26,8 @@ export interface HubConfig {
   defaultPhoneCountry?: string;
   /** How often the background fold looks for new events to fold into computed traits. */
   foldIntervalMs: number;
+  /** How many segments one owner (API token) may have. */
+  maxSegmentsPerOwner: number;
 }
 
 /** GA4's `purchase`/`value` and the Segment e-commerce spec's `Order Completed`/`revenue`. */
@@ -91,6 +93,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): HubConfig {
       : ['anonymous_id'],
     defaultPhoneCountry: env.AUDIENCEHUB_PHONE_COUNTRY || undefined,
     foldIntervalMs: positiveInteger(env, 'AUDIENCEHUB_FOLD_INTERVAL_MS', 250),
+    maxSegmentsPerOwner: positiveInteger(env, 'AUDIENCEHUB_MAX_SEGMENTS_PER_OWNER', 50),
   };
 }
 

@@ -1,5 +1,6 @@
 import type { HubConfig } from './config.ts';
 import type { Db } from './db/index.ts';
+import type { SegmentJobs } from './jobs/index.ts';
 import type { Logger } from './log.ts';
 
 /** What every request handler and job receives: the database, the configuration, a logger. */
@@ -7,4 +8,6 @@ export interface HubContext {
   db: Db;
   config: HubConfig;
   log: Logger;
+  /** Where segment computations go; inline (in the request) when absent. */
+  jobs?: SegmentJobs;
 }
