@@ -104,7 +104,7 @@ export async function compileSegment(rules: SegmentRules, options: CompileOption
     resolved,
     storedMembers:
       options.storedMembers ??
-      ((id) => sql`select m.profile_id from segment_members m where m.segment_id = ${id}`),
+      ((id) => sql`select m.profile_id from segment_members m where m.segment_id = ${id}::uuid`),
   };
   const part = compileNode(rules, false, ctx);
   const where = [sql`p.merged_into is null`];
@@ -170,7 +170,7 @@ async function resolveReferences(
 ): Promise<Map<string, ResolvedSegment>> {
   const resolved = new Map<string, ResolvedSegment>();
   let budget = MAX_INLINED_CONDITIONS - conditionCount(rules);
-  const label = (id: string, name?: string) => (name ? `${name} (${id})` : id);
+  const label = (id: string, name?: string) => name ?? id;
   const visit = async (
     tree: SegmentRules,
     stack: { id: string; label: string }[],

@@ -303,7 +303,7 @@ export type EventCondition = z.infer<typeof EventCondition>;
 
 /** Membership of another segment (`member: false` for "not in"). */
 export const SegmentCondition = z
-  .strictObject({ id: Name, member: z.boolean().optional() })
+  .strictObject({ id: z.uuid(), member: z.boolean().optional() })
   .openapi('SegmentMembershipCondition');
 export type SegmentCondition = z.infer<typeof SegmentCondition>;
 

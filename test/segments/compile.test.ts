@@ -28,7 +28,7 @@ beforeAll(async () => {
 afterAll(() => database.close());
 beforeEach(async () => {
   await db.execute(
-    sql`truncate profiles, events, profile_event_counts, test_members restart identity`,
+    sql`truncate profiles, events, profile_event_counts, test_members, segment_members restart identity`,
   );
 });
 
@@ -722,9 +722,15 @@ describe(`groups (${driver})`, () => {
 });
 
 describe(`segment membership (${driver})`, () => {
-  const parisId = 'seg-paris';
-  const vipId = 'seg-vip';
-  const staticId = 'seg-static';
+  const segmentId = (n: number) => `10000000-0000-4000-8000-${String(n).padStart(12, '0')}`;
+  const [parisId, vipId, staticId, aId, bId, unknownId] = [1, 2, 3, 4, 5, 6].map(segmentId) as [
+    string,
+    string,
+    string,
+    string,
+    string,
+    string,
+  ];
   let segments: Record<string, ResolvedSegment>;
   const resolveSegment = (id: string) => segments[id] ?? null;
   const storedMembers = (id: string): SQL =>
@@ -753,7 +759,7 @@ describe(`segment membership (${driver})`, () => {
       { profile: C, at: daysBefore(1), name: 'Order Completed', revenue: 10 },
     );
     await db.execute(
-      sql`insert into test_members values (${staticId}, ${B}), (${staticId}, ${C}), ('other', ${D})`,
+      sql`insert into test_members values (${staticId}, ${B}), (${staticId}, ${C}), (${aId}, ${D})`,
     );
   });
 
@@ -778,25 +784,37 @@ describe(`segment membership (${driver})`, () => {
     ).toEqual(ids(A, B, C));
   });
 
+  it('reads stored segments from segment_members by default', async () => {
+    await db.execute(
+      sql`insert into segment_members (segment_id, profile_id)
+          values (${staticId}::uuid, ${A}::uuid), (${aId}::uuid, ${B}::uuid)`,
+    );
+    const byDefault = { resolveSegment, asOf: AS_OF };
+    expect(await members({ segment: { id: staticId } }, byDefault)).toEqual(ids(A));
+    expect(await members({ segment: { id: staticId, member: false } }, byDefault)).toEqual(
+      ids(B, C, D),
+    );
+  });
+
   it('applies asOf inside referenced segments', async () => {
     const before = { ...opts, asOf: daysBefore(2) };
     expect(await members({ segment: { id: vipId } }, before)).toEqual([]);
   });
 
   it('rejects cycles with an error naming them', async () => {
-    segments.a = { name: 'A', rules: parseSegmentRules({ all: [{ segment: { id: 'b' } }] }) };
-    segments.b = {
+    segments[aId] = { name: 'A', rules: parseSegmentRules({ all: [{ segment: { id: bId } }] }) };
+    segments[bId] = {
       name: 'B',
-      rules: parseSegmentRules({ any: [paris(), { segment: { id: 'a' } }] }),
+      rules: parseSegmentRules({ any: [paris(), { segment: { id: aId } }] }),
     };
-    const error = await members({ all: [paris(), { segment: { id: 'a' } }] }, opts).catch((e) => e);
+    const error = await members({ all: [paris(), { segment: { id: aId } }] }, opts).catch((e) => e);
     expect(error).toBeInstanceOf(HubError);
     expect(error.status).toBe(400);
-    expect(error.detail).toBe('Segment references form a cycle: A (a) → B (b) → A (a).');
+    expect(error.detail).toBe('Segment references form a cycle: A → B → A.');
     expect(error.errors).toEqual([
       {
         field: 'rules.all[1].segment.id',
-        message: 'references form a cycle: A (a) → B (b) → A (a)',
+        message: 'references form a cycle: A → B → A',
       },
     ]);
     // Compiling a saved segment: a reference back to itself is a cycle.
@@ -804,19 +822,23 @@ describe(`segment membership (${driver})`, () => {
       { any: [{ segment: { id: vipId } }] },
       { ...opts, segmentId: parisId, segmentName: 'Paris' },
     ).catch((e) => e);
-    expect(self.detail).toBe(
-      'Segment references form a cycle: Paris (seg-paris) → VIP (seg-vip) → Paris (seg-paris).',
-    );
+    expect(self.detail).toBe('Segment references form a cycle: Paris → VIP → Paris.');
     expect(self.errors[0].field).toBe('rules.any[0].segment.id');
+    expect(self.extra).toEqual({ cycle: [parisId, vipId, parisId] });
+    const direct = await members(
+      { segment: { id: parisId } },
+      { ...opts, segmentId: parisId, segmentName: 'Paris' },
+    ).catch((e) => e);
+    expect(direct.detail).toBe('Segment references form a cycle: Paris → Paris.');
   });
 
   it('rejects a reference to an unknown segment', async () => {
-    const error = await members({ any: [paris(), { segment: { id: 'nope' } }] }, opts).catch(
+    const error = await members({ any: [paris(), { segment: { id: unknownId } }] }, opts).catch(
       (e) => e,
     );
     expect(error).toBeInstanceOf(HubError);
     expect(error.errors).toEqual([
-      { field: 'rules.any[1].segment.id', message: 'no segment with id nope' },
+      { field: 'rules.any[1].segment.id', message: `no segment with id ${unknownId}` },
     ]);
   });
 
