@@ -699,12 +699,12 @@ function eventFilters(c: EventCondition, ctx: Ctx): SQL[] {
     );
   }
   if (c.purchase) where.push(ctx.purchase());
-  const w = c.within;
-  if (w && 'last' in w) where.push(sql`e."timestamp" > ${time(minus(ctx.asOf, w.last, w.unit))}`);
-  if (w && 'from' in w && w.from !== undefined) {
-    where.push(sql`e."timestamp" >= ${time(dateOf(w.from, ctx.asOf).at)}`);
+  const w = c.within ?? {};
+  if (w.last !== undefined && w.unit !== undefined) {
+    where.push(sql`e."timestamp" > ${time(minus(ctx.asOf, w.last, w.unit))}`);
   }
-  if (w && 'to' in w && w.to !== undefined) {
+  if (w.from !== undefined) where.push(sql`e."timestamp" >= ${time(dateOf(w.from, ctx.asOf).at)}`);
+  if (w.to !== undefined) {
     const { at, wholeDay } = dateOf(w.to, ctx.asOf);
     where.push(
       wholeDay

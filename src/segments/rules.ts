@@ -218,17 +218,32 @@ export const EVENT_TYPES = ['track', 'page', 'screen', 'identify', 'group', 'ali
 export const EventType = z.enum(EVENT_TYPES);
 export type EventType = z.infer<typeof EventType>;
 
-/** Which events count: the last N units before `asOf`, or from/to (both inclusive). */
+/**
+ * Which events count: the last N units before `asOf` (`last` and `unit`), or from/to (both
+ * inclusive; a date without a time stands for its whole day).
+ */
 export const EventWindow = z
-  .union(
-    [
-      z.strictObject({ last: Amount.min(1), unit: TimeUnit }),
-      z
-        .strictObject({ from: DateValue.optional(), to: DateValue.optional() })
-        .refine((w) => w.from !== undefined || w.to !== undefined, 'give from, to or both'),
-    ],
-    { error: 'expected { "last": n, "unit": "days" } or { "from": date, "to": date }' },
-  )
+  .strictObject({
+    last: Amount.min(1).optional(),
+    unit: TimeUnit.optional(),
+    from: DateValue.optional(),
+    to: DateValue.optional(),
+  })
+  .superRefine((w, ctx) => {
+    const relative = w.last !== undefined || w.unit !== undefined;
+    const between = w.from !== undefined || w.to !== undefined;
+    if (relative && between) {
+      ctx.addIssue({ code: 'custom', message: 'give last and unit, or from and/or to, not both' });
+    } else if (relative && (w.last === undefined || w.unit === undefined)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: [w.last === undefined ? 'last' : 'unit'],
+        message: 'last and unit go together',
+      });
+    } else if (!relative && !between) {
+      ctx.addIssue({ code: 'custom', message: 'give last and unit, or from and/or to' });
+    }
+  })
   .openapi('SegmentEventWindow');
 export type EventWindow = z.infer<typeof EventWindow>;
 
