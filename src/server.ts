@@ -10,7 +10,7 @@ import type { HubContext } from './context.ts';
 import { openDatabase, type Database } from './db/index.ts';
 import { HubError } from './errors.ts';
 import type { Logger } from './log.ts';
-import { startFolding } from './profiles/fold.ts';
+import { startWorker, type Worker } from './jobs/worker.ts';
 
 /** A running hub. */
 export interface HubHandle {
@@ -25,6 +25,11 @@ export interface HubHandle {
 export interface StartOptions {
   /** Where the first-start secrets are printed; stdout by default. */
   print?: (text: string) => void;
+  /**
+   * Run the worker (background refresh and queued jobs) in this process too; true by default.
+   * With false, the API only queues jobs for a separate `audiencehub worker`.
+   */
+  worker?: boolean;
 }
 
 /**
@@ -53,7 +58,15 @@ export async function startHub(
 ): Promise<HubHandle> {
   const print = options.print ?? ((text: string) => process.stdout.write(text));
   const database = await openHubDatabase(config);
-  const context: HubContext = { db: database.db, config, log };
+  const runWorker = options.worker ?? true;
+  let worker: Worker;
+  try {
+    worker = await startWorker(database, config, log, { runJobs: runWorker, refresh: runWorker });
+  } catch (error) {
+    await database.close().catch(() => {});
+    throw new StartupError(`cannot start the job queue: ${reason(error)}`, { cause: error });
+  }
+  const context: HubContext = { db: database.db, config, log, jobs: worker.jobs };
   const server = createAdaptorServer({ fetch: createApp(context).fetch }) as Server;
   try {
     // Bind first: a start that cannot listen creates no credentials, so the next one that
@@ -67,7 +80,6 @@ export async function startHub(
       throw error;
     });
     reportCredentials(config, created, log, print);
-    const folding = startFolding(database.db, log, { intervalMs: config.foldIntervalMs });
     const url = `http://localhost:${port}`;
     log.info(`listening on ${url}`, { url, data: describeDatabase(config) });
 
@@ -75,13 +87,14 @@ export async function startHub(
     const close = () =>
       (closing ??= (async () => {
         await closeServer(server);
-        await folding.stop();
+        await worker.stop();
         await database.close();
         log.info('stopped');
       })());
     return { url, port, context, close };
   } catch (error) {
     if (server.listening) await closeServer(server);
+    await worker.stop().catch(() => {});
     await database.close().catch(() => {});
     throw error;
   }

@@ -2,12 +2,10 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { sql } from 'drizzle-orm';
 import { testConfig } from '../src/config.ts';
 import { rows, type Database, type Db } from '../src/db/index.ts';
-import { silentLogger } from '../src/log.ts';
 import {
   foldAll,
   foldNewEvents,
   holdIngestHorizon,
-  startFolding,
   type FoldResult,
 } from '../src/profiles/fold.ts';
 import { driver, testDatabase } from './support/db.ts';
@@ -151,25 +149,5 @@ describe(`the computed-traits fold (${driver})`, () => {
     await folding;
     await foldAll(db);
     expect(await totals(id)).toMatchObject({ event_count: driver === 'postgres' ? 3 : 2 });
-  });
-
-  it('runs in the background, folding new events within the interval', async () => {
-    const folded: FoldResult[] = [];
-    const folding = startFolding(db, silentLogger, {
-      intervalMs: 20,
-      onFolded: (r) => void folded.push(r),
-    });
-    try {
-      await send(db, config, [{ type: 'track', userId: 'bg', event: 'x' }]);
-      const id = (await profileOf(db, 'user_id', 'bg'))!;
-      const deadline = Date.now() + 5000;
-      while ((await totals(id)).event_count === 0 && Date.now() < deadline) {
-        await new Promise((resolve) => setTimeout(resolve, 10));
-      }
-      expect(await totals(id)).toMatchObject({ event_count: 1 });
-      expect(folded.flatMap((r) => r.profileIds)).toContain(id);
-    } finally {
-      await folding.stop();
-    }
   });
 });

@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { createApiToken, Role } from '../auth/credentials.ts';
 import { loadConfig, type HubConfig } from '../config.ts';
+import { startWorker } from '../jobs/worker.ts';
 import { createLogger, type Level, type Logger } from '../log.ts';
 import {
   describeDatabase,
@@ -20,7 +21,12 @@ const LEVELS: Level[] = ['debug', 'info', 'warn', 'error'];
 const USAGE = `Usage: audiencehub <command> [options]
 
 Commands:
-  start          Serve the API (tracking at /v1, management at /api) on PORT
+  start          Serve the API (tracking at /v1, management at /api) on PORT,
+                 with the worker in the same process
+                   --no-worker   serve only; a separate "audiencehub worker" does
+                                 the background work (PostgreSQL only)
+  worker         Run only the worker: computed traits, segment computation
+                 (incremental, scheduled and requested)
   migrate        Apply pending database migrations and exit
   token create   Create an API token and print it once
                    --role admin|marketer|integrator   (default admin)
@@ -71,13 +77,17 @@ function flags(command: string, args: string[], options: Options = {}) {
   }
 }
 
-async function start(config: HubConfig, log: Logger): Promise<void> {
+/**
+ * Start something long-running and keep it until SIGINT or SIGTERM, then close it gracefully;
+ * a second signal exits at once.
+ */
+async function untilSignal(log: Logger, open: () => Promise<{ close(): Promise<void> }>) {
   // Listen for signals before starting: until a listener exists, SIGINT kills the process on
   // the spot, which could cut PGlite off mid-write.
-  let hub: HubHandle | undefined;
+  let running: { close(): Promise<void> } | undefined;
   let stopping = false;
-  const shutdown = (running: HubHandle) => {
-    running.close().then(
+  const shutdown = (it: { close(): Promise<void> }) => {
+    it.close().then(
       () => process.exit(0),
       (error: unknown) => {
         log.error('shutdown failed', { error: (error as Error).message });
@@ -92,20 +102,51 @@ async function start(config: HubConfig, log: Logger): Promise<void> {
     }
     stopping = true;
     log.info(`${signal} received, shutting down`);
-    if (hub) shutdown(hub);
+    if (running) shutdown(running);
   };
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
   try {
-    hub = await startHub(config, log);
+    running = await open();
   } catch (error) {
     process.off('SIGINT', stop);
     process.off('SIGTERM', stop);
     throw error;
   }
   // A signal that came while starting.
-  if (stopping) shutdown(hub);
+  if (stopping) shutdown(running);
 }
+
+const start = (withWorker: boolean) => (config: HubConfig, log: Logger) =>
+  untilSignal(log, async (): Promise<HubHandle> => {
+    if (!withWorker && !config.databaseUrl) {
+      throw new StartupError(
+        'start --no-worker needs DATABASE_URL: the embedded database serves one process, ' +
+          'so its worker must run inside the hub.',
+      );
+    }
+    return startHub(config, log, { worker: withWorker });
+  });
+
+/** Only the worker, on the configured database. */
+const worker = (config: HubConfig, log: Logger) =>
+  untilSignal(log, async () => {
+    const database = await openHubDatabase(config);
+    try {
+      const running = await startWorker(database, config, log);
+      log.info('worker started', { data: describeDatabase(config) });
+      return {
+        async close() {
+          await running.stop();
+          await database.close();
+          log.info('stopped');
+        },
+      };
+    } catch (error) {
+      await database.close().catch(() => {});
+      throw error;
+    }
+  });
 
 async function migrate(config: HubConfig, log: Logger): Promise<void> {
   const database = await openHubDatabase(config);
@@ -165,13 +206,25 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
         process.stdout.write(`${version()}\n`);
         return 0;
       case 'start':
+      case 'worker':
       case 'migrate': {
-        if (flags(command, rest).help) {
+        const values = flags(
+          command,
+          rest,
+          command === 'start' ? { 'no-worker': { type: 'boolean' } } : {},
+        );
+        if (values.help) {
           process.stdout.write(USAGE);
           return 0;
         }
-        // After `start` the server keeps the process alive until a signal stops it.
-        await withConfig(env, command === 'start' ? start : migrate);
+        // `start` and `worker` keep the process alive until a signal stops them.
+        const run =
+          command === 'start'
+            ? start(!values['no-worker'])
+            : command === 'worker'
+              ? worker
+              : migrate;
+        await withConfig(env, run);
         return 0;
       }
       case 'token': {

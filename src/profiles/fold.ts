@@ -17,7 +17,6 @@
  */
 import { sql } from 'drizzle-orm';
 import { json, RetryTransaction, rows, withRetry, type Db } from '../db/index.ts';
-import type { Logger } from '../log.ts';
 
 /** Advisory lock keys (the two-int form, apart from the one-bigint identity locks). */
 const LOCKS = { class: 0x41480001, horizon: 1, fold: 2 } as const;
@@ -223,55 +222,4 @@ export async function combineComputedTraits(
           purchase_count = 0, total_spent = 0, last_purchase_at = null
         from ${m} where p.id = m.loser`,
   );
-}
-
-/** A running background fold. */
-export interface Folding {
-  /** Finish the fold in progress, then stop. */
-  stop(): Promise<void>;
-}
-
-/**
- * Fold new events in the background: again at once while more are waiting, else every
- * `intervalMs`. A failed fold is logged and retried after a pause; nothing is lost, since the
- * cursor only moves with a successful fold.
- *
- * @example
- * const folding = startFolding(db, log, { intervalMs: 200 });
- * await folding.stop();
- */
-export function startFolding(
-  db: Db,
-  log: Logger,
-  options: { intervalMs: number; onFolded?: (result: FoldResult) => Promise<void> | void },
-): Folding {
-  let stopped = false;
-  let wake: (() => void) | undefined;
-  let timer: NodeJS.Timeout | undefined;
-  const pause = (ms: number) =>
-    new Promise<void>((resolve) => {
-      wake = resolve;
-      timer = setTimeout(resolve, ms);
-    });
-  const run = async () => {
-    while (!stopped) {
-      try {
-        const result = await foldNewEvents(db);
-        if (result.events > 0) await options.onFolded?.(result);
-        if (!result.more) await pause(options.intervalMs);
-      } catch (error) {
-        log.error('folding new events failed; retrying', { error: String(error) });
-        await pause(Math.max(options.intervalMs, 1000));
-      }
-    }
-  };
-  const running = run();
-  return {
-    async stop() {
-      stopped = true;
-      clearTimeout(timer);
-      wake?.();
-      await running;
-    },
-  };
 }

@@ -150,7 +150,7 @@ async function reconcile(
         ),
         entered as (
           insert into segment_members (segment_id, profile_id)
-          select ${segmentId}, t.profile_id from target t
+          select ${segmentId}::uuid, t.profile_id from target t
           where not exists (
             select 1 from segment_members m
             where m.segment_id = ${segmentId} and m.profile_id = t.profile_id
@@ -159,9 +159,9 @@ async function reconcile(
         ),
         changes as (
           insert into segment_membership_changes (segment_id, profile_id, entered, run_id)
-          select ${segmentId}, profile_id, true, ${runId} from entered
+          select ${segmentId}::uuid, profile_id, true, ${runId}::bigint from entered
           union all
-          select ${segmentId}, profile_id, false, ${runId} from exited
+          select ${segmentId}::uuid, profile_id, false, ${runId}::bigint from exited
         )
         select (select count(*)::int from entered) as entered,
                (select count(*)::int from exited) as exited`,

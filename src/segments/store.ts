@@ -217,7 +217,8 @@ export async function createSegment(
               rules, schedule, next_run_at, template)
             values (${id}, ${input.name}, ${input.description ?? ''}, ${type},
               ${input.visibility ?? 'private'}, ${principal.tokenId}, ${principal.name},
-              ${rules === null ? null : JSON.stringify(rules)}::jsonb, ${schedule}, ${nextRunAt},
+              ${rules === null ? null : JSON.stringify(rules)}::jsonb, ${schedule},
+              ${nextRunAt?.toISOString() ?? null}::timestamptz,
               ${input.template ?? null})
             returning *`,
       );
@@ -293,7 +294,8 @@ export async function updateSegment(
             description = ${input.description ?? current.description},
             visibility = ${input.visibility ?? current.visibility},
             rules = ${rules === undefined ? JSON.stringify(current.rules) : JSON.stringify(rules)}::jsonb,
-            schedule = ${schedule}, next_run_at = ${nextRunAt}, updated_at = now()
+            schedule = ${schedule}, next_run_at = ${nextRunAt?.toISOString() ?? null}::timestamptz,
+            updated_at = now()
           where id = ${id}
           returning *`,
     );

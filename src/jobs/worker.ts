@@ -1,0 +1,191 @@
+/**
+ * The worker: everything the hub does in the background.
+ * - The refresh loop folds new events into computed traits and then re-evaluates dynamic
+ *   segments for the profiles they touched, a few times a second (both steps are
+ *   cursor-driven, so several workers may run: one does each step at a time, and a crash
+ *   only means the step is done again).
+ * - A job queue (pg-boss, in the hub's own database, PGlite included) runs full segment
+ *   computations: requested by the API, and due by each segment's cron schedule, checked
+ *   every minute.
+ */
+import PgBoss from 'pg-boss';
+import { sql } from 'drizzle-orm';
+import type { HubConfig } from '../config.ts';
+import { rows, type Database, type Db } from '../db/index.ts';
+import type { Logger } from '../log.ts';
+import { foldNewEvents } from '../profiles/fold.ts';
+import { computeIncrementally, computeSegment, type RunTrigger } from '../segments/compute.ts';
+import { nextScheduledRun } from '../segments/store.ts';
+import type { SegmentJobs } from './index.ts';
+
+const QUEUES = {
+  compute: 'segment-compute',
+  schedules: 'segment-schedules',
+} as const;
+
+interface ComputeJob {
+  segmentId: string;
+  trigger: RunTrigger;
+}
+
+/** A running worker. */
+export interface Worker {
+  /** Queue segment computations on this worker's queue. */
+  jobs: SegmentJobs;
+  /** Finish what is in progress, then stop. */
+  stop(): Promise<void>;
+}
+
+export interface WorkerOptions {
+  /** Also run the queued jobs here; false only queues them (for processes serving the API only). */
+  runJobs?: boolean;
+  /** Also run the refresh loop here. */
+  refresh?: boolean;
+}
+
+/**
+ * Start the background work on an open database.
+ *
+ * @example
+ * const worker = await startWorker(database, config, log);
+ * const app = createApp({ db: database.db, config, log, jobs: worker.jobs });
+ * await worker.stop();
+ */
+export async function startWorker(
+  database: Database,
+  config: HubConfig,
+  log: Logger,
+  options: WorkerOptions = {},
+): Promise<Worker> {
+  const { db } = database;
+  const runJobs = options.runJobs ?? true;
+  const boss = new PgBoss({
+    ...(database.driver === 'postgres' && config.databaseUrl
+      ? { connectionString: config.databaseUrl, max: 4 }
+      : {
+          db: {
+            executeSql: (text: string, values: unknown[]) => database.executeSql(text, values),
+          },
+        }),
+    schema: 'pgboss',
+    // Only a process running jobs maintains the queue and keeps the cron.
+    supervise: runJobs,
+    schedule: runJobs,
+  });
+  boss.on('error', (error: Error) => log.error('job queue error', { error: error.message }));
+  await boss.start();
+  await boss.createQueue(QUEUES.compute, {
+    name: QUEUES.compute,
+    // At most one computation of a segment queued and one running.
+    policy: 'stately',
+    retryLimit: 2,
+    retryDelay: 30,
+    expireInMinutes: 30,
+  });
+  await boss.createQueue(QUEUES.schedules, { name: QUEUES.schedules, policy: 'singleton' });
+
+  const jobs: SegmentJobs = {
+    async requestComputation(segmentId, trigger) {
+      await boss.send(QUEUES.compute, { segmentId, trigger } satisfies ComputeJob, {
+        singletonKey: segmentId,
+      });
+      return null;
+    },
+  };
+
+  if (runJobs) {
+    await boss.work<ComputeJob>(
+      QUEUES.compute,
+      { pollingIntervalSeconds: 0.5, batchSize: 1 },
+      async ([job]) => {
+        const { segmentId, trigger } = job!.data;
+        try {
+          const run = await computeSegment(db, segmentId, trigger);
+          log.info('segment computed', { segmentId, runId: run.id, size: run.size, trigger });
+        } catch (error) {
+          // A segment deleted since the job was queued has nothing left to compute.
+          if ((error as { status?: number }).status === 404) return;
+          throw error;
+        }
+      },
+    );
+    await boss.work(QUEUES.schedules, { pollingIntervalSeconds: 5 }, async () => {
+      const queued = await queueDueSchedules(db, jobs);
+      if (queued > 0) log.info('scheduled segment computations queued', { queued });
+    });
+    await boss.schedule(QUEUES.schedules, '* * * * *', {}, { tz: 'UTC' });
+  }
+
+  const refresh = (options.refresh ?? true) ? startRefresh(db, log, config.foldIntervalMs) : null;
+  return {
+    jobs,
+    async stop() {
+      await refresh?.stop();
+      await boss.stop({ graceful: true, wait: true, timeout: 10_000 });
+    },
+  };
+}
+
+/**
+ * Queue a computation for every dynamic segment whose schedule has fallen due, and set when it
+ * falls due next. Returns how many were queued.
+ */
+export async function queueDueSchedules(
+  db: Db,
+  jobs: SegmentJobs,
+  now = new Date(),
+): Promise<number> {
+  const due = await db.transaction(async (tx) => {
+    const found = await rows<{ id: string; schedule: string }>(
+      tx,
+      sql`select id, schedule from segments
+          where type = 'dynamic' and schedule is not null
+            and next_run_at <= ${now.toISOString()}::timestamptz
+          for update skip locked`,
+    );
+    for (const s of found) {
+      await tx.execute(
+        sql`update segments set next_run_at = ${nextScheduledRun(s.schedule, now).toISOString()}
+            where id = ${s.id}`,
+      );
+    }
+    return found;
+  });
+  for (const s of due) await jobs.requestComputation(s.id, 'schedule');
+  return due.length;
+}
+
+/** The refresh loop: fold, then compute incrementally; again at once while work is waiting. */
+export function startRefresh(db: Db, log: Logger, intervalMs: number) {
+  let stopped = false;
+  let wake: (() => void) | undefined;
+  let timer: NodeJS.Timeout | undefined;
+  const pause = (ms: number) =>
+    new Promise<void>((resolve) => {
+      wake = resolve;
+      timer = setTimeout(resolve, ms);
+    });
+  const run = async () => {
+    while (!stopped) {
+      try {
+        const folded = await foldNewEvents(db);
+        const computed = await computeIncrementally(db);
+        if (!folded.more && !computed.more) await pause(intervalMs);
+      } catch (error) {
+        log.error('refreshing computed traits and segments failed; retrying', {
+          error: error instanceof Error ? error.message : String(error),
+        });
+        await pause(Math.max(intervalMs, 1000));
+      }
+    }
+  };
+  const running = run();
+  return {
+    async stop() {
+      stopped = true;
+      clearTimeout(timer);
+      wake?.();
+      await running;
+    },
+  };
+}

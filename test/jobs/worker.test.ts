@@ -1,0 +1,159 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sql } from 'drizzle-orm';
+import type { Principal } from '../../src/auth/credentials.ts';
+import { testConfig, type HubConfig } from '../../src/config.ts';
+import { rows, type Database, type Db } from '../../src/db/index.ts';
+import { uuidv7 } from '../../src/ids.ts';
+import type { SegmentJobs } from '../../src/jobs/index.ts';
+import { queueDueSchedules, startWorker, type Worker } from '../../src/jobs/worker.ts';
+import { silentLogger } from '../../src/log.ts';
+import { computeSegment, listRuns, type RunTrigger } from '../../src/segments/compute.ts';
+import { createSegment } from '../../src/segments/store.ts';
+import { driver, testDatabase } from '../support/db.ts';
+import { profileOf, send } from '../support/ingest.ts';
+
+let database: Database;
+let db: Db;
+let config: HubConfig;
+let worker: Worker;
+const owner: Principal = { tokenId: uuidv7(), name: 'marketer', role: 'marketer' };
+
+beforeAll(async () => {
+  database = await testDatabase();
+  db = database.db;
+  config = testConfig({ foldIntervalMs: 50, databaseUrl: await databaseUrl() });
+  worker = await startWorker(database, config, silentLogger);
+});
+afterAll(async () => {
+  await worker.stop();
+  await database.close();
+});
+
+/** The URL of the suite's own database on PostgreSQL (pg-boss opens its own pool there). */
+async function databaseUrl(): Promise<string | undefined> {
+  if (driver !== 'postgres') return undefined;
+  const [row] = await rows<{ db: string }>(db, sql`select current_database() as db`);
+  const url = new URL(process.env.DATABASE_URL!);
+  url.pathname = `/${row!.db}`;
+  return url.toString();
+}
+
+async function until<T>(read: () => Promise<T>, done: (value: T) => boolean, ms = 10_000) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = await read();
+    if (done(value) || Date.now() > deadline) return value;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+const newSegment = (rules: unknown, schedule: string | null = null) =>
+  createSegment(
+    db,
+    owner,
+    {
+      name: `s-${uuidv7()}`,
+      description: '',
+      type: 'dynamic',
+      visibility: 'shared',
+      rules,
+      schedule,
+    },
+    { maxPerOwner: 50 },
+  );
+
+const isMember = async (segmentId: string, profileId: string | undefined) => {
+  if (!profileId) return false;
+  const [row] = await rows<{ n: number }>(
+    db,
+    sql`select count(*)::int as n from segment_members
+        where segment_id = ${segmentId} and profile_id = ${profileId}`,
+  );
+  return row!.n === 1;
+};
+
+describe(`the worker (${driver})`, () => {
+  it('brings membership up to date within 2 seconds of the data arriving', async () => {
+    const s = await newSegment({
+      all: [
+        { computed: { name: 'purchase_count', op: 'gte', value: 2 } },
+        { trait: { name: 'plan', op: 'eq', value: 'pro' } },
+      ],
+    });
+    await computeSegment(db, s.id, 'create');
+
+    const started = Date.now();
+    await send(db, config, [
+      { type: 'identify', userId: 'fast', traits: { plan: 'pro' } },
+      { type: 'track', userId: 'fast', event: 'purchase', properties: { value: 3 } },
+      { type: 'track', userId: 'fast', event: 'purchase', properties: { value: 4 } },
+    ]);
+    const id = await profileOf(db, 'user_id', 'fast');
+    const joined = await until(
+      () => isMember(s.id, id),
+      (yes) => yes,
+    );
+    const elapsed = Date.now() - started;
+    expect(joined).toBe(true);
+    expect(elapsed).toBeLessThan(2000);
+    const [run] = await listRuns(db, s.id);
+    expect(run).toMatchObject({ kind: 'incremental', trigger: 'data', entered: 1 });
+
+    // And out again when the data says so.
+    await send(db, config, [{ type: 'identify', userId: 'fast', traits: { plan: 'free' } }]);
+    expect(
+      await until(
+        () => isMember(s.id, id),
+        (yes) => !yes,
+      ),
+    ).toBe(false);
+  });
+
+  it('runs requested computations from the job queue', async () => {
+    await send(db, config, [{ type: 'identify', userId: 'queued', traits: { tier: 'gold' } }]);
+    const s = await newSegment({ trait: { name: 'tier', op: 'eq', value: 'gold' } });
+    expect(await worker.jobs.requestComputation(s.id, 'manual')).toBeNull();
+    const runs = await until(
+      () => listRuns(db, s.id),
+      (found) => found.some((r) => r.trigger === 'manual' && r.status === 'succeeded'),
+      20_000,
+    );
+    expect(runs.find((r) => r.trigger === 'manual')).toMatchObject({ kind: 'full', size: 1 });
+    expect(await isMember(s.id, await profileOf(db, 'user_id', 'queued'))).toBe(true);
+  });
+});
+
+describe(`schedules (${driver})`, () => {
+  it('queues each due segment once and moves its next run past now', async () => {
+    const due = await newSegment({ trait: { name: 'x', op: 'exists' } }, '*/15 * * * *');
+    const later = await newSegment({ trait: { name: 'x', op: 'exists' } }, '0 3 * * *');
+    const now = new Date('2030-01-01T10:07:00Z');
+    await db.execute(
+      sql`update segments set next_run_at = ${'2030-01-01T10:00:00Z'} where id = ${due.id}`,
+    );
+    await db.execute(
+      sql`update segments set next_run_at = ${'2030-01-02T03:00:00Z'} where id = ${later.id}`,
+    );
+    const requested: [string, RunTrigger][] = [];
+    const jobs: SegmentJobs = {
+      requestComputation: async (id, trigger) => {
+        requested.push([id, trigger]);
+        return null;
+      },
+    };
+    expect(await queueDueSchedules(db, jobs, now)).toBe(1);
+    expect(requested).toEqual([[due.id, 'schedule']]);
+    const [next] = await rows<{ next_run_at: Date }>(
+      db,
+      sql`select next_run_at from segments where id = ${due.id}`,
+    );
+    expect(new Date(next!.next_run_at).toISOString()).toBe('2030-01-01T10:15:00.000Z');
+    expect(await queueDueSchedules(db, jobs, now)).toBe(0);
+  });
+
+  it('rejects a schedule that is not cron, naming the field', async () => {
+    await expect(
+      newSegment({ trait: { name: 'x', op: 'exists' } }, 'every day'),
+    ).rejects.toMatchObject({ status: 400, errors: [{ field: 'schedule' }] });
+  });
+});
