@@ -150,6 +150,10 @@ export const Erasure = z
       events: z.number().int(),
       eventCounts: z.number().int(),
       merges: z.number().int(),
+      segmentMemberships: z
+        .number()
+        .int()
+        .openapi({ description: 'Segment memberships and membership history entries.' }),
     }),
   })
   .openapi('Erasure');

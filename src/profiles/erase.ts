@@ -12,11 +12,13 @@ export interface ErasureCounts {
   events: number;
   eventCounts: number;
   merges: number;
+  /** Segment memberships and membership history entries. */
+  segmentMemberships: number;
 }
 
 /**
  * Erase a person (right to erasure): their events, traits, identities, event counts, merge
- * history, the live profile and every tombstone merged into it, in one transaction, and record
+ * history, segment memberships and membership history, the live profile and every tombstone merged into it, in one transaction, and record
  * one `profile.erased` audit row holding only the counts. Erasing a tombstone id erases the
  * whole person it belongs to.
  *
@@ -58,6 +60,11 @@ export async function eraseProfile(
       merges: await count(
         sql`delete from merges where survivor_id = any(${person}) or merged_id = any(${person})`,
       ),
+      segmentMemberships:
+        (await count(sql`delete from segment_members where profile_id = any(${person})`)) +
+        (await count(
+          sql`delete from segment_membership_changes where profile_id = any(${person})`,
+        )),
       profiles: await count(sql`delete from profiles where id = any(${person})`),
     };
     await recordAudit(tx, actor, 'profile.erased', 'profile', profileId, { ...deleted });

@@ -67,6 +67,15 @@ describe(`DELETE /api/profiles/{id}: erasure (${driver})`, () => {
     older = await insertPerson(h.db, { kind: 'visitor' });
     await merge(h.db, tombstone, older, day(3));
     await merge(h.db, dave, tombstone, day(4));
+    // Dave is in a segment, and its history remembers the tombstone's time in it.
+    const segmentId = '01a20b00-0000-7000-8000-000000000001';
+    await h.db.execute(
+      sql`insert into segment_members (segment_id, profile_id) values (${segmentId}, ${dave})`,
+    );
+    await h.db.execute(
+      sql`insert into segment_membership_changes (segment_id, profile_id, entered)
+          values (${segmentId}, ${tombstone}, true)`,
+    );
     // Left behind on a tombstone, as if a merge had not moved them: erasure must find them.
     await insertEvents(h.db, tombstone, [{ name: 'Viewed', timestamp: day(5) }]);
 
@@ -91,6 +100,8 @@ describe(`DELETE /api/profiles/{id}: erasure (${driver})`, () => {
       'merges',
       'profile_event_counts',
       'profiles',
+      'segment_members',
+      'segment_membership_changes',
       'traits',
     ]);
 
@@ -98,7 +109,15 @@ describe(`DELETE /api/profiles/{id}: erasure (${driver})`, () => {
     expect(res.status).toBe(200);
     expect(res.body).toEqual({
       profileId: dave,
-      deleted: { profiles: 3, identities: 4, traits: 2, events: 3, eventCounts: 2, merges: 2 },
+      deleted: {
+        profiles: 3,
+        identities: 4,
+        traits: 2,
+        events: 3,
+        eventCounts: 2,
+        merges: 2,
+        segmentMemberships: 2,
+      },
     });
 
     expect(await rowsContaining(h, personal)).toEqual([]);
@@ -118,7 +137,15 @@ describe(`DELETE /api/profiles/{id}: erasure (${driver})`, () => {
         action: 'profile.erased',
         subjectType: 'profile',
         subjectId: dave,
-        details: { profiles: 3, identities: 4, traits: 2, events: 3, eventCounts: 2, merges: 2 },
+        details: {
+          profiles: 3,
+          identities: 4,
+          traits: 2,
+          events: 3,
+          eventCounts: 2,
+          merges: 2,
+          segmentMemberships: 2,
+        },
       },
     ]);
   });
