@@ -8,18 +8,23 @@
  *
  * The method and recorded results are in docs/benchmarks.md.
  */
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
-import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import postgres from 'postgres';
-import { testConfig, type HubConfig } from '../../src/config.ts';
+import type postgres from 'postgres';
+import type { HubConfig } from '../../src/config.ts';
 import { rows, type Database } from '../../src/db/index.ts';
 import { createLogger } from '../../src/log.ts';
 import { openHubDatabase, startHub } from '../../src/server.ts';
 import { sql } from 'drizzle-orm';
+import {
+  commit,
+  DEFAULT_PG_URL,
+  loadAverage,
+  machine,
+  postgresVersion,
+  saveResult,
+  scratch,
+} from '../support.ts';
 import { createTraffic, type Traffic } from './generate.ts';
 
 const USAGE = `Usage: npm run bench:ingest -- [options]
@@ -44,7 +49,7 @@ function options() {
       pg: { type: 'boolean', default: process.env.BENCH_DRIVER === 'postgres' },
       'pg-url': {
         type: 'string',
-        default: process.env.BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres',
+        default: DEFAULT_PG_URL,
       },
       'skip-baseline': { type: 'boolean', default: false },
       keep: { type: 'boolean', default: false },
@@ -93,33 +98,6 @@ function rssSampler() {
 function cpuSince(start: NodeJS.CpuUsage): number {
   const { user, system } = process.cpuUsage(start);
   return (user + system) / 1e6;
-}
-
-/** A scratch place for one database: a new PostgreSQL database, or a PGlite folder. */
-interface Scratch {
-  config: HubConfig;
-  drop(): Promise<void>;
-}
-
-async function scratch(opts: Options, label: string): Promise<Scratch> {
-  const dataDir = mkdtempSync(join(tmpdir(), `audiencehub-bench-${label}-`));
-  const removeDir = async () => rmSync(dataDir, { recursive: true, force: true });
-  if (opts.driver === 'pglite') {
-    return { config: testConfig({ dataDir, port: 0 }), drop: removeDir };
-  }
-  const name = `ah_bench_${label}_${randomBytes(4).toString('hex')}`;
-  const admin = postgres(opts.pgUrl, { max: 1, onnotice: () => {} });
-  await admin.unsafe(`create database ${name}`);
-  const url = new URL(opts.pgUrl);
-  url.pathname = `/${name}`;
-  return {
-    config: testConfig({ dataDir, port: 0, databaseUrl: url.toString() }),
-    async drop() {
-      await admin.unsafe(`drop database if exists ${name} with (force)`);
-      await admin.end();
-      await removeDir();
-    },
-  };
 }
 
 interface PhaseResult {
@@ -198,7 +176,7 @@ async function benchHub(
   opts: Options,
   traffic: Traffic,
 ): Promise<PhaseResult & { foldedSeconds: number; foldedEventsPerSecond: number }> {
-  const place = await scratch(opts, 'hub');
+  const place = await scratch(opts.driver, opts.pgUrl, 'hub');
   const writeKey = `ahw_bench_${randomBytes(16).toString('hex')}`;
   const config: HubConfig = {
     ...place.config,
@@ -318,7 +296,7 @@ function rawQuery(
 }
 
 async function benchBaseline(opts: Options, traffic: Traffic): Promise<PhaseResult> {
-  const place = await scratch(opts, 'baseline');
+  const place = await scratch(opts.driver, opts.pgUrl, 'baseline');
   // The same migrations as the hub: an identical `events` table with identical indexes.
   const database = await openHubDatabase(place.config);
   const query = rawQuery(database);
@@ -341,35 +319,13 @@ async function benchBaseline(opts: Options, traffic: Traffic): Promise<PhaseResu
   }
 }
 
-/** The commit measured, with `+dirty` when the work tree had changes. */
-function commit(): string | null {
-  try {
-    const git = (...args: string[]) => execFileSync('git', args, { encoding: 'utf8' }).trim();
-    const head = git('rev-parse', '--short', 'HEAD');
-    return git('status', '--porcelain', '--untracked-files=no') ? `${head}+dirty` : head;
-  } catch {
-    return null;
-  }
-}
-
-async function postgresVersion(opts: Options): Promise<string | null> {
-  if (opts.driver !== 'postgres') return null;
-  const client = postgres(opts.pgUrl, { max: 1, onnotice: () => {} });
-  try {
-    const [row] = await client`show server_version`;
-    return String(row?.server_version ?? '');
-  } finally {
-    await client.end();
-  }
-}
-
 async function main() {
   const opts = options();
   if (opts.help) {
     console.log(USAGE);
     return;
   }
-  const loadAverageAtStart = Number(loadavg()[0]!.toFixed(2));
+  const loadAverageAtStart = loadAverage();
   const traffic = createTraffic({
     events: opts.events,
     users: opts.users,
@@ -422,14 +378,7 @@ async function main() {
     },
     ratio: baseline ? Number((hub.eventsPerSecond / baseline.eventsPerSecond).toFixed(3)) : null,
     maxRssMb: mb(process.resourceUsage().maxRSS / 1024),
-    machine: {
-      nproc: cpus().length,
-      memoryGb: Number((totalmem() / 2 ** 30).toFixed(1)),
-      node: process.version,
-      postgres: await postgresVersion(opts),
-      /** Other work on the machine skews the numbers; this says how much there was. */
-      loadAverageAtStart,
-    },
+    machine: machine(loadAverageAtStart, await postgresVersion(opts.driver, opts.pgUrl)),
   };
   console.log(JSON.stringify(summary));
   const row = [
@@ -447,12 +396,7 @@ async function main() {
     `${summary.maxRssMb} MB`,
   ];
   console.log(`| ${row.join(' | ')} |`);
-  const dir = new URL('../results/', import.meta.url);
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(
-    new URL(`ingest-${summary.driver}-${Date.now()}.json`, dir),
-    JSON.stringify(summary, null, 2) + '\n',
-  );
+  saveResult('ingest', summary.driver, summary);
 }
 
 main().catch((error: unknown) => {
