@@ -361,7 +361,15 @@ const OFFSET_RE = constant(String.raw`'[T ][0-9:.]+(Z|[+-][0-9:]+)$'`);
 /** A value to compare: a jsonb value (stored traits, event properties) or a typed SQL value. */
 type Value =
   | { kind: 'json'; root: SQL; path: string[]; x: () => SQL }
-  | { kind: 'typed'; type: 'number' | 'date' | 'text'; x: () => SQL };
+  | {
+      kind: 'typed';
+      type: 'number' | 'date' | 'text';
+      x: () => SQL;
+      /** An integer column: whole numbers are compared as integers, so its indexes apply. */
+      integer?: boolean;
+      /** It may be null (a date never reached, no score, an average of nothing). */
+      nullable?: boolean;
+    };
 
 /** The jsonb value at `path` in the jsonb column `root`. */
 function jsonValue(root: SQL, key: KeyPath): Value {
@@ -374,11 +382,11 @@ function jsonValue(root: SQL, key: KeyPath): Value {
   return { kind: 'json', root, path, x };
 }
 
-const typed = (type: 'number' | 'date' | 'text', x: SQL): Value => ({
-  kind: 'typed',
-  type,
-  x: () => x,
-});
+const typed = (
+  type: 'number' | 'date' | 'text',
+  x: SQL,
+  flags: { integer?: boolean; nullable?: boolean } = {},
+): Value => ({ kind: 'typed', type, x: () => x, ...flags });
 
 /** The value as numeric, null when it is not a number or a numeric string. */
 function asNumber(v: Value): SQL {
@@ -416,6 +424,9 @@ function nested(path: string[], value: unknown): string {
 }
 
 const num = (n: number) => sql`${String(n)}::numeric`;
+/** A number to compare `v` with: a bigint for a whole number against an integer column. */
+const number = (v: Value, n: number) =>
+  v.kind === 'typed' && v.integer && Number.isSafeInteger(n) ? sql`${String(n)}::bigint` : num(n);
 /** An instant as a timestamptz parameter, clamped to years 1–9999 (ISO text PostgreSQL reads). */
 const time = (d: Date) =>
   sql`${new Date(Math.min(Math.max(d.getTime(), MIN_TIME), MAX_TIME)).toISOString()}::timestamptz`;
@@ -428,7 +439,15 @@ const list = (values: readonly string[]) =>
     values.map((v) => sql`${v}::text`),
     sql`, `,
   );
-const never = (x: SQL) => sql`coalesce(${x}, false)`;
+/**
+ * `test` on `v` made never null, so that `not` is plain negation. A typed column is guarded
+ * with `is not null`, which keeps the comparison visible to the planner (estimates, indexes);
+ * a json value with coalesce, since its casts yield null for values of another type.
+ */
+function guard(v: Value, test: SQL): SQL {
+  if (v.kind === 'json') return sql`coalesce(${test}, false)`;
+  return v.nullable ? sql`(${v.x()} is not null and ${test})` : test;
+}
 
 /** A condition on `v`, as a boolean expression that is never null. */
 function compare(v: Value, c: Comparison, ctx: Ctx): SQL {
@@ -447,12 +466,13 @@ function compare(v: Value, c: Comparison, ctx: Ctx): SQL {
       const alternatives: SQL[] = [];
       if (strings.length) {
         alternatives.push(
-          never(sql`${asText(v)} in (select json_array_elements_text(${json(strings)}))`),
+          guard(v, sql`${asText(v)} in (select json_array_elements_text(${json(strings)}))`),
         );
       }
       if (numbers.length) {
         alternatives.push(
-          never(
+          guard(
+            v,
             sql`${asNumber(v)} in (select x::numeric from json_array_elements_text(${json(numbers)}) as x)`,
           ),
         );
@@ -462,7 +482,7 @@ function compare(v: Value, c: Comparison, ctx: Ctx): SQL {
         : sql`(${sql.join(alternatives, sql` or `)})`;
     }
     case 'contains': {
-      const text = never(sql`strpos(lower(${asText(v)}), lower(${c.value}::text)) > 0`);
+      const text = guard(v, sql`strpos(lower(${asText(v)}), lower(${c.value}::text)) > 0`);
       if (v.kind === 'typed') return text;
       // A list (e.g. tags) contains a value when one of its strings equals it, ignoring case.
       return sql`(case jsonb_typeof(${v.x()})
@@ -472,7 +492,7 @@ function compare(v: Value, c: Comparison, ctx: Ctx): SQL {
         else false end)`;
     }
     case 'starts_with':
-      return never(sql`starts_with(lower(${asText(v)}), lower(${c.value}::text))`);
+      return guard(v, sql`starts_with(lower(${asText(v)}), lower(${c.value}::text))`);
     case 'gt':
     case 'gte':
     case 'lt':
@@ -485,16 +505,17 @@ function compare(v: Value, c: Comparison, ctx: Ctx): SQL {
       return sql`(${ordered(v, 'gte', lo, ctx)} and ${ordered(v, 'lte', hi, ctx)})`;
     }
     case 'within_last':
-      return never(
+      return guard(
+        v,
         sql`(${asDate(v)} > ${time(minus(ctx.asOf, c.value, c.unit))} and ${asDate(v)} <= ${time(ctx.asOf)})`,
       );
   }
 }
 
 function equals(v: Value, value: string | number | boolean): SQL {
-  if (typeof value === 'number') return never(sql`${asNumber(v)} = ${num(value)}`);
+  if (typeof value === 'number') return guard(v, sql`${asNumber(v)} = ${number(v, value)}`);
   if (v.kind === 'typed') {
-    return typeof value === 'string' ? never(sql`${asText(v)} = ${value}::text`) : sql`false`;
+    return typeof value === 'string' ? guard(v, sql`${asText(v)} = ${value}::text`) : sql`false`;
   }
   // Containment, so that the GIN index on profiles.traits can answer it.
   const contains = (x: unknown) => sql`${v.root} @> ${nested(v.path, x)}::jsonb`;
@@ -517,13 +538,13 @@ function ordered(
 ): SQL {
   const o = op === 'before' ? 'lt' : op === 'after' ? 'gt' : op;
   if (typeof value === 'number')
-    return never(sql`${asNumber(v)} ${constant(SQL_OP[o])} ${num(value)}`);
+    return guard(v, sql`${asNumber(v)} ${constant(SQL_OP[o])} ${number(v, value)}`);
   const { at, wholeDay } = dateOf(value, ctx.asOf);
-  if (!wholeDay) return never(sql`${asDate(v)} ${constant(SQL_OP[o])} ${time(at)}`);
+  if (!wholeDay) return guard(v, sql`${asDate(v)} ${constant(SQL_OP[o])} ${time(at)}`);
   const next = new Date(at.getTime() + DAY);
   const [sqlOp, bound] =
     o === 'gt' ? ['>=', next] : o === 'gte' ? ['>=', at] : o === 'lt' ? ['<', at] : ['<', next];
-  return never(sql`${asDate(v)} ${constant(sqlOp)} ${time(bound)}`);
+  return guard(v, sql`${asDate(v)} ${constant(sqlOp)} ${time(bound)}`);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -556,18 +577,19 @@ function dateOf(value: DateValue, asOf: Date): { at: Date; wholeDay: boolean } {
 // ---------------------------------------------------------------------------------------------
 // Computed traits
 
-const COLUMN: Record<ComputedTraitName, SQL> = {
-  kind: sql`p.kind`,
-  created_at: sql`p.created_at`,
-  first_seen_at: sql`p.first_seen_at`,
-  last_seen_at: sql`p.last_seen_at`,
-  last_purchase_at: sql`p.last_purchase_at`,
-  event_count: sql`p.event_count`,
-  purchase_count: sql`p.purchase_count`,
-  total_spent: sql`p.total_spent`,
-  rfm_recency: sql`p.rfm_recency`,
-  rfm_frequency: sql`p.rfm_frequency`,
-  rfm_monetary: sql`p.rfm_monetary`,
+/** The profile column of each computed trait. */
+const COLUMN: Record<ComputedTraitName, { x: SQL; integer?: true; nullable?: true }> = {
+  kind: { x: sql`p.kind` },
+  created_at: { x: sql`p.created_at` },
+  first_seen_at: { x: sql`p.first_seen_at`, nullable: true },
+  last_seen_at: { x: sql`p.last_seen_at`, nullable: true },
+  last_purchase_at: { x: sql`p.last_purchase_at`, nullable: true },
+  event_count: { x: sql`p.event_count`, integer: true },
+  purchase_count: { x: sql`p.purchase_count`, integer: true },
+  total_spent: { x: sql`p.total_spent` },
+  rfm_recency: { x: sql`p.rfm_recency`, integer: true, nullable: true },
+  rfm_frequency: { x: sql`p.rfm_frequency`, integer: true, nullable: true },
+  rfm_monetary: { x: sql`p.rfm_monetary`, integer: true, nullable: true },
 };
 
 /**
@@ -576,14 +598,23 @@ const COLUMN: Record<ComputedTraitName, SQL> = {
  * as the fold in src/profiles/fold.ts).
  */
 const DERIVED: Partial<
-  Record<ComputedTraitName, { events: (ctx: Ctx) => SQL; agg: SQL; empty: 0 | null }>
+  Record<
+    ComputedTraitName,
+    { events: (ctx: Ctx) => SQL; agg: SQL; empty: 0 | null; integer?: true }
+  >
 > = {
   event_count: {
     events: () => sql`e.type in ('track', 'page', 'screen')`,
     agg: sql`count(*)`,
     empty: 0,
+    integer: true,
   },
-  purchase_count: { events: (ctx) => ctx.purchase(), agg: sql`count(*)`, empty: 0 },
+  purchase_count: {
+    events: (ctx) => ctx.purchase(),
+    agg: sql`count(*)`,
+    empty: 0,
+    integer: true,
+  },
   total_spent: {
     events: (ctx) => ctx.purchase(),
     agg: sql`coalesce(sum(e.revenue), 0)`,
@@ -597,9 +628,16 @@ const DERIVED: Partial<
 function computed(c: ComputedCondition, ctx: Ctx): Part {
   const type = COMPUTED_TRAITS[c.name];
   const derived = ctx.derivedAsOf ? DERIVED[c.name] : undefined;
-  if (!derived) return pred(compare(typed(type, COLUMN[c.name]), c, ctx));
+  if (!derived) {
+    const { x, ...flags } = COLUMN[c.name];
+    return pred(compare(typed(type, x, flags), c, ctx));
+  }
   const where = [derived.events(ctx), sql`e."timestamp" <= ${time(ctx.asOf)}`];
-  const having = compare(typed(type, derived.agg), c, ctx);
+  const having = compare(
+    typed(type, derived.agg, { integer: derived.integer, nullable: derived.empty === null }),
+    c,
+    ctx,
+  );
   return eventSet(where, having, holds(c, derived.empty), ctx);
 }
 
@@ -652,7 +690,7 @@ function eventCondition(c: EventCondition, ctx: Ctx): Part {
     const a = c.aggregate;
     const x = a.revenue ? sql`e.revenue` : asNumber(jsonValue(sql`e.properties`, a.property!));
     const agg = a.fn === 'sum' ? sql`coalesce(sum(${x}), 0)` : sql`${constant(a.fn)}(${x})`;
-    checks.push(compare(typed('number', agg), a, ctx));
+    checks.push(compare(typed('number', agg, { nullable: a.fn !== 'sum' }), a, ctx));
     emptyHolds &&= holds(a, a.fn === 'sum' ? 0 : null);
   }
   if (checks.length === 0) return TRUE; // at least 0 times: everyone

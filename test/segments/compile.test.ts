@@ -324,6 +324,12 @@ describe(`computed traits (${driver})`, () => {
     expect(await members(computed('rfm_recency', 'exists'))).toEqual(ids(A, B));
     expect(await members(computed('rfm_recency', 'not_exists'))).toEqual(ids(C, D));
     expect(await members(computed('rfm_monetary', 'gte', 2))).toEqual(ids(A, B));
+    // Fractions and huge numbers against integer columns.
+    expect(await members(computed('purchase_count', 'gt', 1.5))).toEqual(ids(A));
+    expect(await members(computed('event_count', 'lte', 2.5))).toEqual(ids(C, D));
+    expect(await members(computed('event_count', 'lt', 1e15))).toEqual(ids(A, B, C, D));
+    expect(await members(computed('rfm_recency', 'lt', 1e300))).toEqual(ids(A, B));
+    expect(await members({ not: computed('rfm_recency', 'gt', 1) })).toEqual(ids(B, C, D));
   });
 
   it('dates: before, after, between, within_last, exists', async () => {
