@@ -8,6 +8,7 @@ import { openApiRoutes, registerSecuritySchemes, registerTrackingDocs } from './
 import { notFoundHandler, problemHandler, validationHook } from './problem.ts';
 import { profileRoutes } from './profiles.ts';
 import { rejectionRoutes } from './rejections.ts';
+import { segmentRoutes } from './segments.ts';
 import { tokenRoutes } from './tokens.ts';
 import { trackingRoutes } from './tracking.ts';
 import { writeKeyRoutes } from './write-keys.ts';
@@ -37,6 +38,7 @@ export function createApp(ctx: HubContext): OpenAPIHono<ApiEnv> {
   app.route('/api', writeKeyRoutes(ctx));
   app.route('/api', profileRoutes(ctx));
   app.route('/api', rejectionRoutes(ctx));
+  app.route('/api', segmentRoutes(ctx));
   app.route('/api', auditRoutes(ctx));
   app.route('/api', openApiRoutes(app));
   return app;
