@@ -244,14 +244,33 @@ interface Ctx {
  */
 interface Part {
   preds: SQL[];
-  ins: SQL[];
-  outs: SQL[];
+  ins: IdSet[];
+  outs: IdSet[];
+}
+
+/**
+ * A set of profile ids: a query, or events grouped per profile. Grouped sets over the same
+ * events (`key`) that must all hold are merged into one grouping with both `having`s, as one
+ * would write `having sum(revenue) > 200 and count(*) > 3`.
+ */
+type IdSet = { query: SQL } | Grouped;
+interface Grouped {
+  key: string;
+  where: SQL[];
+  /** null: any matching event (no grouping needed). */
+  having: SQL | null;
+}
+
+function render(set: IdSet): SQL {
+  if ('query' in set) return set.query;
+  const body = sql`select e.profile_id from events e where ${sql.join(set.where, sql` and `)}`;
+  return set.having ? sql`${body} group by e.profile_id having ${set.having}` : body;
 }
 
 const TRUE: Part = { preds: [], ins: [], outs: [] };
 const FALSE: Part = { preds: [sql`false`], ins: [], outs: [] };
 const pred = (p: SQL): Part => ({ preds: [p], ins: [], outs: [] });
-const member = (set: SQL, isIn: boolean): Part =>
+const member = (set: IdSet, isIn: boolean): Part =>
   isIn ? { preds: [], ins: [set], outs: [] } : { preds: [], ins: [], outs: [set] };
 
 /** Compile `node`, negated when `neg` (not is pushed down to the conditions). */
@@ -275,7 +294,7 @@ function compileNode(node: RuleNode, neg: boolean, ctx: Ctx): Part {
   const isMember = (node.segment.member ?? true) !== neg;
   const target = ctx.resolved.get(id)!;
   if ('rules' in target) return compileNode(target.rules, !isMember, ctx);
-  return member(ctx.storedMembers(id), isMember);
+  return member({ query: ctx.storedMembers(id) }, isMember);
 }
 
 function negate(part: Part, neg: boolean): Part {
@@ -287,11 +306,20 @@ function negate(part: Part, neg: boolean): Part {
 }
 
 function allOf(parts: Part[]): Part {
-  return {
-    preds: parts.flatMap((p) => p.preds),
-    ins: parts.flatMap((p) => p.ins),
-    outs: parts.flatMap((p) => p.outs),
-  };
+  const ins: IdSet[] = [];
+  const grouped = new Map<string, Grouped>();
+  for (const set of parts.flatMap((p) => p.ins)) {
+    const same = 'key' in set ? grouped.get(set.key) : undefined;
+    if (!same || !('key' in set)) {
+      const copy = { ...set };
+      if ('key' in copy) grouped.set(copy.key, copy);
+      ins.push(copy);
+    } else if (set.having) {
+      // A group exists only for a profile with a matching event: "any event" adds nothing.
+      same.having = same.having ? sql`${same.having} and ${set.having}` : set.having;
+    }
+  }
+  return { preds: parts.flatMap((p) => p.preds), ins, outs: parts.flatMap((p) => p.outs) };
 }
 
 function anyOf(parts: Part[]): Part {
@@ -304,10 +332,11 @@ function anyOf(parts: Part[]): Part {
   );
   const others = parts.filter((p) => !sets.includes(p));
   const union = sql.join(
-    sets.map((p) => p.ins[0]!),
+    sets.map((p) => render(p.ins[0]!)),
     sql` union all `,
   );
-  if (others.length === 0) return member(union, true);
+  if (others.length === 0)
+    return member(sets.length === 1 ? sets[0]!.ins[0]! : { query: union }, true);
   const alternatives = others.map(predicate);
   if (sets.length > 0) alternatives.unshift(sql`p.id in (${union})`);
   return pred(sql`(${sql.join(alternatives, sql` or `)})`);
@@ -319,8 +348,10 @@ const isTrue = (p: Part) => p.preds.length + p.ins.length + p.outs.length === 0;
 function conjuncts(part: Part): SQL[] {
   return [
     ...part.preds,
-    ...part.ins.map((s) => sql`p.id in (${s})`),
-    ...part.outs.map((s) => sql`not exists (select 1 from (${s}) s where s.profile_id = p.id)`),
+    ...part.ins.map((s) => sql`p.id in (${render(s)})`),
+    ...part.outs.map(
+      (s) => sql`not exists (select 1 from (${render(s)}) s where s.profile_id = p.id)`,
+    ),
   ];
 }
 
@@ -600,29 +631,29 @@ const COLUMN: Record<ComputedTraitName, { x: SQL; integer?: true; nullable?: tru
 const DERIVED: Partial<
   Record<
     ComputedTraitName,
-    { events: (ctx: Ctx) => SQL; agg: SQL; empty: 0 | null; integer?: true }
+    { events: 'activity' | 'purchases' | 'all'; agg: SQL; empty: 0 | null; integer?: true }
   >
 > = {
   event_count: {
-    events: () => sql`e.type in ('track', 'page', 'screen')`,
+    events: 'activity',
     agg: sql`count(*)`,
     empty: 0,
     integer: true,
   },
   purchase_count: {
-    events: (ctx) => ctx.purchase(),
+    events: 'purchases',
     agg: sql`count(*)`,
     empty: 0,
     integer: true,
   },
   total_spent: {
-    events: (ctx) => ctx.purchase(),
+    events: 'purchases',
     agg: sql`coalesce(sum(e.revenue), 0)`,
     empty: 0,
   },
-  last_purchase_at: { events: (ctx) => ctx.purchase(), agg: sql`max(e."timestamp")`, empty: null },
-  first_seen_at: { events: () => sql`true`, agg: sql`min(e."timestamp")`, empty: null },
-  last_seen_at: { events: () => sql`true`, agg: sql`max(e."timestamp")`, empty: null },
+  last_purchase_at: { events: 'purchases', agg: sql`max(e."timestamp")`, empty: null },
+  first_seen_at: { events: 'all', agg: sql`min(e."timestamp")`, empty: null },
+  last_seen_at: { events: 'all', agg: sql`max(e."timestamp")`, empty: null },
 };
 
 function computed(c: ComputedCondition, ctx: Ctx): Part {
@@ -632,13 +663,18 @@ function computed(c: ComputedCondition, ctx: Ctx): Part {
     const { x, ...flags } = COLUMN[c.name];
     return pred(compare(typed(type, x, flags), c, ctx));
   }
-  const where = [derived.events(ctx), sql`e."timestamp" <= ${time(ctx.asOf)}`];
+  const events = {
+    activity: sql`e.type in ('track', 'page', 'screen')`,
+    purchases: ctx.purchase(),
+    all: sql`true`,
+  }[derived.events];
+  const where = [events, sql`e."timestamp" <= ${time(ctx.asOf)}`];
   const having = compare(
     typed(type, derived.agg, { integer: derived.integer, nullable: derived.empty === null }),
     c,
     ctx,
   );
-  return eventSet(where, having, holds(c, derived.empty), ctx);
+  return eventSet(`computed:${derived.events}`, where, having, holds(c, derived.empty), ctx);
 }
 
 /**
@@ -679,6 +715,8 @@ function holds(c: Comparison | EventAggregate, x: 0 | null): boolean {
 
 function eventCondition(c: EventCondition, ctx: Ctx): Part {
   const where = eventFilters(c, ctx);
+  // Conditions on the same events share one grouping (see allOf).
+  const key = `event:${JSON.stringify([c.name, c.type, c.purchase, c.where, c.within])}`;
   // Without a count, "performed" means at least once — unless an aggregate says what counts.
   const atLeast = c.count ? (c.count.exactly ?? c.count.atLeast ?? 0) : c.aggregate ? 0 : 1;
   const atMost = c.count?.exactly ?? c.count?.atMost;
@@ -698,31 +736,36 @@ function eventCondition(c: EventCondition, ctx: Ctx): Part {
   const once = !c.aggregate && atLeast === 1 && atMost === undefined;
   const having = once ? null : sql.join(checks, sql` and `);
   if (!emptyHolds && !ctx.derivedAsOf && countsTableServes(c)) {
-    return member(countsTableSet(c, atLeast, atMost, ctx), true);
+    return member({ query: countsTableSet(c, atLeast, atMost, ctx) }, true);
   }
   if (emptyHolds && !c.aggregate && atMost !== undefined) {
     if (!ctx.derivedAsOf && countsTableServes(c)) {
-      return member(countsTableSet(c, atMost + 1, undefined, ctx), false);
+      return member({ query: countsTableSet(c, atMost + 1, undefined, ctx) }, false);
     }
     // At most N: not among those with more than N; "has not" (N = 0) needs no grouping.
     const more = atMost === 0 ? null : sql`count(*) > ${atMost}::int`;
-    return member(eventsSet(where, more, ctx), false);
+    return member(grouped(key, where, more, ctx), false);
   }
-  return eventSet(where, having, emptyHolds, ctx);
+  return eventSet(key, where, having, emptyHolds, ctx);
 }
 
 /** The profiles whose matching events satisfy `having` (null: any matching event). */
-function eventSet(where: SQL[], having: SQL | null, emptyHolds: boolean, ctx: Ctx): Part {
-  if (!emptyHolds) return member(eventsSet(where, having, ctx), true);
+function eventSet(
+  key: string,
+  where: SQL[],
+  having: SQL | null,
+  emptyHolds: boolean,
+  ctx: Ctx,
+): Part {
+  if (!emptyHolds) return member(grouped(key, where, having, ctx), true);
   // A profile without matching events satisfies the condition: keep everyone except those
   // whose events fail it.
-  return member(eventsSet(where, sql`not (${having ?? sql`true`})`, ctx), false);
+  return member(grouped(key, where, sql`not (${having ?? sql`true`})`, ctx), false);
 }
 
-function eventsSet(where: SQL[], having: SQL | null, ctx: Ctx): SQL {
-  const filters = ctx.scoped ? [...where, sql`e.profile_id in (select id from scope)`] : where;
-  const body = sql`select e.profile_id from events e where ${sql.join(filters, sql` and `)}`;
-  return having ? sql`${body} group by e.profile_id having ${having}` : body;
+function grouped(key: string, where: SQL[], having: SQL | null, ctx: Ctx): Grouped {
+  const scope = ctx.scoped ? [sql`e.profile_id in (select id from scope)`] : [];
+  return { key, where: [...where, ...scope], having };
 }
 
 function eventFilters(c: EventCondition, ctx: Ctx): SQL[] {

@@ -633,6 +633,32 @@ describe(`event conditions (${driver})`, () => {
     ).toEqual(ids(A));
   });
 
+  it('conditions on the same events share one grouping', async () => {
+    const orders = (extra: Record<string, unknown>) => ev({ name: 'Order Completed', ...extra });
+    const rules = {
+      all: [
+        orders({ count: { atLeast: 2 } }),
+        orders({ aggregate: { fn: 'max', revenue: true, op: 'gte', value: 120 } }),
+        orders({}),
+      ],
+    };
+    expect(await members(rules, at)).toEqual(ids(A));
+    const query = await compileSegment(parseSegmentRules(rules), {
+      resolveSegment: noSegments,
+      ...at,
+    });
+    expect(text(query).match(/group by/g)).toHaveLength(1);
+    const highValue = {
+      all: [computed('total_spent', 'gt', 200), computed('purchase_count', 'gt', 3)],
+    };
+    expect(await members(highValue, at)).toEqual(ids(A));
+    const asOf = await compileSegment(parseSegmentRules(highValue), {
+      resolveSegment: noSegments,
+      ...at,
+    });
+    expect(text(asOf).match(/group by/g)).toHaveLength(1);
+  });
+
   it('a property that is not a number never breaks an aggregate', async () => {
     await addEvents({
       profile: C,
