@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { OpenAPIHono, createRoute, z } from '@hono/zod-openapi';
 import { HubError } from '../../src/errors.ts';
@@ -279,5 +280,27 @@ describe('the rule language', () => {
       expect.arrayContaining(['SegmentRules', 'SegmentRule', 'SegmentEventCondition']),
     );
     expect(JSON.stringify(schemas.SegmentRule)).toContain('#/components/schemas/SegmentRule');
+  });
+
+  it('accepts every example in docs/segments.md', () => {
+    const doc = readFileSync(new URL('../../docs/segments.md', import.meta.url), 'utf8');
+    const blocks = [...doc.matchAll(/```json\n([\s\S]*?)```/g)].map((m) => m[1]!);
+    const examples = blocks
+      .filter((b) => !b.includes('"errors"'))
+      .flatMap((b) => {
+        const text = b.replaceAll('"<A>"', `"${SEGMENT}"`).replaceAll('"<B>"', `"${OTHER}"`);
+        try {
+          return [JSON.parse(text)];
+        } catch {
+          // A block of one-line examples.
+          return text
+            .split('\n')
+            .filter((l) => l.trim())
+            .map((l) => JSON.parse(l));
+        }
+      });
+    expect(examples.length).toBeGreaterThan(50);
+    for (const example of examples)
+      expect(checkSegmentRules(example), JSON.stringify(example)).toMatchObject({ ok: true });
   });
 });
