@@ -28,20 +28,24 @@ export interface SegmentRun {
   error: string | null;
 }
 
-interface SegmentRow {
+/** What a computation reads of a segment. */
+export interface SegmentRow {
   id: string;
   name: string;
   type: string;
   rules: unknown;
 }
 
-/** Look up a segment the rules reference: dynamic ones are inlined, the others read as stored. */
-export function segmentResolver(db: Db) {
+/**
+ * Look up a segment the rules reference: dynamic ones are inlined, the others read as stored.
+ * `visible` (over alias `s`) limits what may be referenced, e.g. to what a caller may see.
+ */
+export function segmentResolver(db: Db, visible: SQL = sql`true`) {
   return async (id: string): Promise<ResolvedSegment | null> => {
     if (!UUID.test(id)) return null;
     const [row] = await rows<SegmentRow>(
       db,
-      sql`select id, name, type, rules from segments where id = ${id}`,
+      sql`select id, name, type, rules from segments s where s.id = ${id} and ${visible}`,
     );
     if (!row) return null;
     if (row.type === 'dynamic' && row.rules) {
@@ -71,6 +75,40 @@ export async function computeSegment(
   segmentId: string,
   trigger: RunTrigger,
 ): Promise<SegmentRun> {
+  return recordedRun(db, segmentId, trigger, async (tx, segment, runId) => {
+    if (!segment.rules) {
+      throw new HubError(
+        409,
+        'segment-not-computable',
+        'Segment has no rules',
+        'This segment is an uploaded list: its members change only by uploading a new list.',
+      );
+    }
+    const target = await compileSegment(parseSegmentRules(segment.rules), {
+      resolveSegment: segmentResolver(tx),
+      segmentId: segment.id,
+      segmentName: segment.name,
+    });
+    return reconcile(tx, segmentId, runId, target, null);
+  });
+}
+
+/**
+ * Run `body` as one recorded full run of a segment: the run is recorded as `running` in its own
+ * transaction first; then, holding the segment's lock, runs left `running` by a process that
+ * died are marked failed, `body` changes the membership, and the size and the run's outcome are
+ * stored — all committed together, or not at all and the run marked failed.
+ */
+export async function recordedRun(
+  db: Db,
+  segmentId: string,
+  trigger: RunTrigger,
+  body: (
+    tx: Db,
+    segment: SegmentRow,
+    runId: number,
+  ) => Promise<{ entered: number; exited: number }>,
+): Promise<SegmentRun> {
   const [started] = await rows<{ id: string | number }>(
     db,
     sql`insert into segment_runs (segment_id, kind, trigger, status)
@@ -87,20 +125,7 @@ export async function computeSegment(
               error = 'interrupted: the process stopped before the run finished'
             where segment_id = ${segmentId} and status = 'running' and id <> ${runId}`,
       );
-      if (!segment.rules) {
-        throw new HubError(
-          409,
-          'segment-not-computable',
-          'Segment has no rules',
-          'This segment is an uploaded list: its members change only by uploading a new list.',
-        );
-      }
-      const target = await compileSegment(parseSegmentRules(segment.rules), {
-        resolveSegment: segmentResolver(tx),
-        segmentId: segment.id,
-        segmentName: segment.name,
-      });
-      const { entered, exited } = await reconcile(tx, segmentId, runId, target, null);
+      const { entered, exited } = await body(tx, segment, runId);
       const size = await refreshSize(tx, segmentId);
       await finishRun(tx, runId, { size, entered, exited });
     });
@@ -129,7 +154,7 @@ async function lockSegment(tx: Db, segmentId: string): Promise<SegmentRow> {
  * over every profile or only over `scope` (a json array of profile ids), recording each entry
  * and exit under the run. One statement: it reads one snapshot and writes all or nothing.
  */
-async function reconcile(
+export async function reconcile(
   tx: Db,
   segmentId: string,
   runId: number,
@@ -170,7 +195,7 @@ async function reconcile(
 }
 
 /** Store the segment's size now (and as today's in the daily series); returns it. */
-async function refreshSize(tx: Db, segmentId: string): Promise<number> {
+export async function refreshSize(tx: Db, segmentId: string): Promise<number> {
   const [row] = await rows<{ size: number }>(
     tx,
     sql`update segments set last_computed_at = now(),
@@ -199,11 +224,17 @@ async function finishRun(
   );
 }
 
-/** What a failed run records: the error's message, never a stack or a query's parameters. */
-function runError(error: unknown): string {
+/**
+ * What a failed run records: the reason, never a stack, the statement or its parameters
+ * (which may hold identifiers): for a failed query, the database's own message.
+ */
+export function runError(error: unknown): string {
   if (error instanceof HubError) return error.detail ?? error.message;
-  const message = error instanceof Error ? error.message : String(error);
-  return message.slice(0, 500);
+  const cause = (error as { cause?: unknown })?.cause;
+  const failedQuery = error instanceof Error && error.message.startsWith('Failed query:');
+  const source = failedQuery && cause instanceof Error ? cause : error;
+  const message = source instanceof Error ? source.message : String(source);
+  return message.split('\nparams:')[0]!.slice(0, 500);
 }
 
 /** The cursor of incremental computation in `event_cursors`; it trails the fold's. */

@@ -6,10 +6,10 @@ import { z } from '@hono/zod-openapi';
 import { sql, type SQL } from 'drizzle-orm';
 import type { Principal } from '../auth/credentials.ts';
 import { recordAudit } from '../audit.ts';
-import { json, rows, withRetry, type Db } from '../db/index.ts';
+import { json, rows, type Db } from '../db/index.ts';
 import { HubError } from '../errors.ts';
 import { IDENTITY_TYPE, normaliseIdentity } from '../profiles/identity.ts';
-import { getRun, type SegmentRun } from './compute.ts';
+import { reconcile, recordedRun, type SegmentRun } from './compute.ts';
 import { getOwnSegment, getSegment } from './store.ts';
 
 /** A profile as segment listings show it: enough to recognise the person. */
@@ -316,116 +316,50 @@ export async function uploadMembers(
     }
   });
 
-  // Recorded first and on its own, as computeSegment does: if the upload fails, the run says so.
-  const [started] = await rows<{ id: string | number }>(
-    db,
-    sql`insert into segment_runs (segment_id, kind, trigger, status)
-        values (${segmentId}, 'full', 'upload', 'running') returning id`,
-  );
-  const runId = Number(started!.id);
-  try {
-    const outcome = await withRetry(db, async (tx) => {
-      const [locked] = await rows<{ type: string; rules: unknown }>(
-        tx,
-        sql`select type, rules from segments where id = ${segmentId} for update`,
-      );
-      // Changed into something else (or deleted) since it was read above.
-      if (!locked || locked.type !== 'static' || locked.rules !== null) throw notUploadable();
-      await tx.execute(
-        sql`update segment_runs set status = 'failed', finished_at = now(),
-              error = 'interrupted: the process stopped before the run finished'
-            where segment_id = ${segmentId} and status = 'running' and id <> ${runId}`,
-      );
-      const matches = await rows<{ i: number; profile_id: string | null }>(
-        tx,
-        sql`select w.i, i.profile_id
-            from json_to_recordset(${json(wanted)}) as w(i int, t text, v text)
-            left join identities i on i.type = w.t and i.value = w.v`,
-      );
-      const missing = new Set<number>();
-      const profileIds = new Set<string>();
-      for (const m of matches) {
-        if (m.profile_id === null) missing.add(m.i);
-        else profileIds.add(m.profile_id);
-      }
-      const [changed] = await rows<{ entered: number; exited: number }>(
-        tx,
-        sql`with target as materialized (
-              select distinct x::uuid as profile_id
-              from json_array_elements_text(${json([...profileIds])}) as x
-            ),
-            exited as (
-              delete from segment_members m
-              where m.segment_id = ${segmentId}
-                and not exists (select 1 from target t where t.profile_id = m.profile_id)
-              returning m.profile_id
-            ),
-            entered as (
-              insert into segment_members (segment_id, profile_id)
-              select ${segmentId}::uuid, t.profile_id from target t
-              where not exists (
-                select 1 from segment_members m
-                where m.segment_id = ${segmentId} and m.profile_id = t.profile_id
-              )
-              returning profile_id
-            ),
-            changes as (
-              insert into segment_membership_changes (segment_id, profile_id, entered, run_id)
-              select ${segmentId}::uuid, profile_id, true, ${runId}::bigint from entered
-              union all
-              select ${segmentId}::uuid, profile_id, false, ${runId}::bigint from exited
-            )
-            select (select count(*)::int from entered) as entered,
-                   (select count(*)::int from exited) as exited`,
-      );
-      const size = await refreshSize(tx, segmentId);
-      await tx.execute(
-        sql`update segment_runs set status = 'succeeded', finished_at = now(), size = ${size},
-              entered = ${changed!.entered}, exited = ${changed!.exited}
-            where id = ${runId}`,
-      );
-      await recordAudit(
-        tx,
-        { id: principal.tokenId, name: principal.name },
-        'segment.members_uploaded',
-        'segment',
-        segmentId,
-        { received: input.identifiers.length, size },
-      );
-      return { missing, size };
-    });
-    for (const w of wanted) {
-      if (outcome.missing.has(w.i)) {
-        const given = input.identifiers[w.i]!;
-        const value = typeof given === 'string' ? given : String(given.value);
-        unmatched.push({ index: w.i, type: w.t, value, reason: 'not_found' });
-      }
-    }
-    unmatched.sort((a, b) => a.index - b.index);
-    return {
-      run: (await getRun(db, runId))!,
-      received: input.identifiers.length,
-      matched: input.identifiers.length - unmatched.length,
-      size: outcome.size,
-      unmatched,
-    };
-  } catch (error) {
-    await db.execute(
-      sql`update segment_runs set status = 'failed', finished_at = now(), error = ${runError(error)}
-          where id = ${runId} and status = 'running'`,
+  const missing = new Set<number>();
+  const run = await recordedRun(db, segmentId, 'upload', async (tx, locked, runId) => {
+    // Changed into something else since it was read above.
+    if (locked.type !== 'static' || locked.rules !== null) throw notUploadable();
+    const matches = await rows<{ i: number; profile_id: string | null }>(
+      tx,
+      sql`select w.i, i.profile_id
+          from json_to_recordset(${json(wanted)}) as w(i int, t text, v text)
+          left join identities i on i.type = w.t and i.value = w.v`,
     );
-    throw error;
+    missing.clear();
+    const profileIds = new Set<string>();
+    for (const m of matches) {
+      if (m.profile_id === null) missing.add(m.i);
+      else profileIds.add(m.profile_id);
+    }
+    const target = sql`select distinct x::uuid as profile_id
+      from json_array_elements_text(${json([...profileIds])}) as x`;
+    const changed = await reconcile(tx, segmentId, runId, target, null);
+    await recordAudit(
+      tx,
+      { id: principal.tokenId, name: principal.name },
+      'segment.members_uploaded',
+      'segment',
+      segmentId,
+      { received: input.identifiers.length, size: profileIds.size },
+    );
+    return changed;
+  });
+  for (const w of wanted) {
+    if (missing.has(w.i)) {
+      const given = input.identifiers[w.i]!;
+      const value = typeof given === 'string' ? given : String(given.value);
+      unmatched.push({ index: w.i, type: w.t, value, reason: 'not_found' });
+    }
   }
-}
-
-/**
- * What a failed upload records: never the query's parameters, which hold the identifiers
- * (drizzle appends them to its message after `params:`).
- */
-function runError(error: unknown): string {
-  if (error instanceof HubError) return error.detail ?? error.message;
-  const message = error instanceof Error ? error.message : String(error);
-  return message.split('\nparams:')[0]!.slice(0, 500);
+  unmatched.sort((a, b) => a.index - b.index);
+  return {
+    run,
+    received: input.identifiers.length,
+    matched: input.identifiers.length - unmatched.length,
+    size: run.size!,
+    unmatched,
+  };
 }
 
 const notUploadable = () =>
@@ -435,23 +369,3 @@ const notUploadable = () =>
     'Segment is not an uploaded list',
     'Only a static segment without rules takes an uploaded list of members; this one is computed from its rules.',
   );
-
-/**
- * Store the segment's size now and as today's in the daily series, as computation does
- * (src/segments/compute.ts keeps its own copy private).
- */
-async function refreshSize(tx: Db, segmentId: string): Promise<number> {
-  const [row] = await rows<{ size: number }>(
-    tx,
-    sql`update segments set last_computed_at = now(),
-          size = (select count(*)::int from segment_members where segment_id = ${segmentId})
-        where id = ${segmentId}
-        returning size`,
-  );
-  await tx.execute(
-    sql`insert into segment_daily_sizes (segment_id, day, size)
-        values (${segmentId}, (now() at time zone 'utc')::date, ${row!.size})
-        on conflict (segment_id, day) do update set size = excluded.size`,
-  );
-  return row!.size;
-}

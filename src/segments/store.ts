@@ -133,8 +133,18 @@ export function nextScheduledRun(schedule: string, from: Date, field = 'schedule
   }
 }
 
-/** Validate rules and everything they reference (unknown segments, cycles) for segment `id`. */
-async function checkRules(db: Db, id: string, name: string, input: unknown): Promise<SegmentRules> {
+/**
+ * Validate rules and everything they reference (unknown segments, cycles) for segment `id`.
+ * Only segments `principal` may see can be referenced: a private segment of someone else is
+ * unknown here, so its members cannot be learnt through a reference.
+ */
+async function checkRules(
+  db: Db,
+  principal: Principal,
+  id: string,
+  name: string,
+  input: unknown,
+): Promise<SegmentRules> {
   const checked = checkSegmentRules(input, 'rules');
   if (!checked.ok) {
     const first = checked.errors[0]!;
@@ -142,11 +152,26 @@ async function checkRules(db: Db, id: string, name: string, input: unknown): Pro
   }
   // Compiling resolves every reference and rejects cycles, with the field that leads to them.
   await compileSegment(checked.rules, {
-    resolveSegment: segmentResolver(db),
+    resolveSegment: segmentResolver(db, visibleTo(principal)),
     segmentId: id,
     segmentName: name,
   });
   return checked.rules;
+}
+
+/** JSON with object keys sorted: equal for equal values, whatever order the keys came in. */
+function canonical(value: unknown): string {
+  const sorted = (v: unknown): unknown =>
+    Array.isArray(v)
+      ? v.map(sorted)
+      : v !== null && typeof v === 'object'
+        ? Object.fromEntries(
+            Object.keys(v)
+              .sort()
+              .map((k) => [k, sorted((v as Record<string, unknown>)[k])]),
+          )
+        : v;
+  return JSON.stringify(sorted(value));
 }
 
 const nameTaken = (name: string) =>
@@ -188,7 +213,7 @@ export async function createSegment(
     ]);
   }
   const rules =
-    input.rules === undefined ? null : await checkRules(db, id, input.name, input.rules);
+    input.rules === undefined ? null : await checkRules(db, principal, id, input.name, input.rules);
   const schedule = input.schedule || null;
   const nextRunAt = schedule ? nextScheduledRun(schedule, new Date()) : null;
   try {
@@ -279,7 +304,8 @@ export async function updateSegment(
       { field: 'schedule', message: 'only dynamic segments have a schedule' },
     ]);
   }
-  const rules = input.rules === undefined ? undefined : await checkRules(db, id, name, input.rules);
+  const rules =
+    input.rules === undefined ? undefined : await checkRules(db, principal, id, name, input.rules);
   const schedule = input.schedule === undefined ? current.schedule : input.schedule || null;
   const nextRunAt =
     input.schedule === undefined
@@ -306,7 +332,7 @@ export async function updateSegment(
     const recompute =
       rules !== undefined &&
       current.type === 'dynamic' &&
-      JSON.stringify(rules) !== JSON.stringify(current.rules);
+      canonical(rules) !== canonical(current.rules);
     return { segment: toSegment(row!), recompute };
   } catch (error) {
     if (isUniqueViolation(error)) throw nameTaken(name);
