@@ -107,15 +107,41 @@ export async function compileSegment(rules: SegmentRules, options: CompileOption
       ((id) => sql`select m.profile_id from segment_members m where m.segment_id = ${id}::uuid`),
   };
   const part = compileNode(rules, false, ctx);
-  const where = [sql`p.merged_into is null`];
-  if (scoped) where.push(sql`p.id in (select id from scope)`);
-  where.push(...conjuncts(part));
   const scope = scoped
     ? sql`with scope as materialized (
         select x::uuid as id from json_array_elements_text(${json(options.profileIds)}) as x
       ) `
     : sql``;
+  if (part.preds.length === 0 && part.ins.length > 0) return sql`${scope}${fromSets(part, scoped)}`;
+  const where = [sql`p.merged_into is null`];
+  if (scoped) where.push(sql`p.id in (select id from scope)`);
+  where.push(...conjuncts(part));
   return sql`${scope}select p.id as profile_id from profiles p where ${sql.join(where, sql` and `)}`;
+}
+
+/**
+ * Rules made only of sets (event conditions, segments): start from the first set rather than
+ * from every profile, and drop the tombstones. Every profile id in events,
+ * profile_event_counts and segment_members names an existing profile (ingestion creates the
+ * profile first; erasure deletes them all in one transaction), so a member of a set is live
+ * unless it is a tombstone — and tombstones are few, where live profiles are all the others:
+ * this is the cost of the hand-written `select profile_id from events … group by profile_id`.
+ */
+function fromSets(part: Part, scoped: boolean): SQL {
+  // A grouped set has each profile once; start from one if there is one.
+  const first = part.ins.find((s) => 'key' in s && s.having) ?? part.ins[0]!;
+  const unique = 'key' in first && first.having !== null;
+  const where = [
+    ...part.ins.filter((s) => s !== first).map((s) => sql`s.profile_id in (${render(s)})`),
+    ...part.outs.map(
+      (s) => sql`not exists (select 1 from (${render(s)}) o where o.profile_id = s.profile_id)`,
+    ),
+    sql`not exists (select 1 from profiles t
+      where t.id = s.profile_id and t.merged_into is not null)`,
+  ];
+  if (scoped) where.push(sql`s.profile_id in (select id from scope)`);
+  return sql`select ${unique ? sql`` : sql`distinct `}s.profile_id from (${render(first)}) s
+    where ${sql.join(where, sql` and `)}`;
 }
 
 /**

@@ -633,6 +633,36 @@ describe(`event conditions (${driver})`, () => {
     ).toEqual(ids(A));
   });
 
+  it('never selects a tombstone, even one still holding events or listed in a stored segment', async () => {
+    await addProfiles({ id: E, merged_into: A });
+    await addEvents(
+      { profile: E, at: daysBefore(1), name: 'Order Completed', revenue: 5 },
+      { profile: E, at: daysBefore(2), name: 'Order Completed', revenue: 5 },
+    );
+    await db.execute(sql`create table listed (profile_id uuid)`);
+    await db.execute(sql`insert into listed values (${E}), (${B}), (${B})`);
+    const stored = {
+      resolveSegment: () => ({ stored: true as const }),
+      storedMembers: () => sql`select profile_id from listed`,
+    };
+    const list = { segment: { id: '20000000-0000-4000-8000-000000000001' } };
+    try {
+      expect(await members(ev({ name: 'Order Completed', count: { atLeast: 2 } }), at)).toEqual(
+        ids(A, C),
+      );
+      expect(
+        await members(ev({ name: 'Order Completed', within: { last: 3, unit: 'days' } }), at),
+      ).toEqual(ids(A));
+      expect(await members(list, { ...at, ...stored })).toEqual(ids(B));
+      expect(await members({ any: [list, ev({ name: 'Pricing' })] }, { ...at, ...stored })).toEqual(
+        ids(B, D),
+      );
+      expect(await members({ not: list }, { ...at, ...stored })).toEqual(ids(A, C, D));
+    } finally {
+      await db.execute(sql`drop table listed`);
+    }
+  });
+
   it('conditions on the same events share one grouping', async () => {
     const orders = (extra: Record<string, unknown>) => ev({ name: 'Order Completed', ...extra });
     const rules = {
