@@ -58,7 +58,7 @@ async function history(segmentId: string) {
     sql`select i.value as user_id, c.entered, c.run_id::int as run_id
         from segment_membership_changes c
         join identities i on i.profile_id = c.profile_id and i.type = 'user_id'
-        where c.segment_id = ${segmentId} order by c.id`,
+        where c.segment_id = ${segmentId} order by c.run_id, c.entered desc, i.value`,
   );
 }
 
