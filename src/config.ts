@@ -1,4 +1,5 @@
 import { resolve } from 'node:path';
+import { CronExpressionParser } from 'cron-parser';
 
 /** A purchase event and the property holding its revenue. */
 export interface PurchaseEvent {
@@ -28,6 +29,8 @@ export interface HubConfig {
   foldIntervalMs: number;
   /** How many segments one owner (API token) may have. */
   maxSegmentsPerOwner: number;
+  /** When the RFM scores are recomputed: a cron expression in UTC. */
+  rfmSchedule: string;
 }
 
 /** GA4's `purchase`/`value` and the Segment e-commerce spec's `Order Completed`/`revenue`. */
@@ -72,6 +75,18 @@ function positiveInteger(env: NodeJS.ProcessEnv, name: string, fallback: number)
   return value;
 }
 
+function cron(env: NodeJS.ProcessEnv, name: string, fallback: string): string {
+  const text = env[name]?.trim() || fallback;
+  try {
+    CronExpressionParser.parse(text, { tz: 'UTC' });
+  } catch (error) {
+    throw new Error(`${name}: "${text}" is not a cron expression (${(error as Error).message})`, {
+      cause: error,
+    });
+  }
+  return text;
+}
+
 /** The configuration from the environment, with defaults for everything. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): HubConfig {
   const port = Number(env.PORT ?? 3000);
@@ -94,6 +109,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): HubConfig {
     defaultPhoneCountry: env.AUDIENCEHUB_PHONE_COUNTRY || undefined,
     foldIntervalMs: positiveInteger(env, 'AUDIENCEHUB_FOLD_INTERVAL_MS', 250),
     maxSegmentsPerOwner: positiveInteger(env, 'AUDIENCEHUB_MAX_SEGMENTS_PER_OWNER', 50),
+    rfmSchedule: cron(env, 'AUDIENCEHUB_RFM_SCHEDULE', '15 2 * * *'),
   };
 }
 

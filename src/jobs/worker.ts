@@ -6,7 +6,8 @@
  *   only means the step is done again).
  * - A job queue (pg-boss, in the hub's own database, PGlite included) runs full segment
  *   computations: requested by the API, and due by each segment's cron schedule, checked
- *   every minute.
+ *   every minute; and the RFM scores, on `AUDIENCEHUB_RFM_SCHEDULE` (daily by default),
+ *   followed by the segments that use them.
  */
 import PgBoss from 'pg-boss';
 import { sql } from 'drizzle-orm';
@@ -15,12 +16,14 @@ import { rows, type Database, type Db } from '../db/index.ts';
 import type { Logger } from '../log.ts';
 import { foldNewEvents } from '../profiles/fold.ts';
 import { computeIncrementally, computeSegment, type RunTrigger } from '../segments/compute.ts';
+import { computeRfm } from '../segments/rfm.ts';
 import { nextScheduledRun } from '../segments/store.ts';
 import type { SegmentJobs } from './index.ts';
 
 const QUEUES = {
   compute: 'segment-compute',
   schedules: 'segment-schedules',
+  rfm: 'rfm-scores',
 } as const;
 
 interface ComputeJob {
@@ -114,6 +117,12 @@ export async function startWorker(
       if (queued > 0) log.info('scheduled segment computations queued', { queued });
     });
     await boss.schedule(QUEUES.schedules, '* * * * *', {}, { tz: 'UTC' });
+    await boss.createQueue(QUEUES.rfm, { name: QUEUES.rfm, policy: 'singleton' });
+    await boss.work(QUEUES.rfm, { pollingIntervalSeconds: 5 }, async () => {
+      const result = await refreshRfmScores(db, jobs);
+      log.info('RFM scores computed', { ...result });
+    });
+    await boss.schedule(QUEUES.rfm, config.rfmSchedule, {}, { tz: 'UTC' });
   }
 
   const refresh = (options.refresh ?? true) ? startRefresh(db, log, config.foldIntervalMs) : null;
@@ -153,6 +162,25 @@ export async function queueDueSchedules(
   });
   for (const s of due) await jobs.requestComputation(s.id, 'schedule');
   return due.length;
+}
+
+/**
+ * Score every purchaser's recency, frequency and monetary value as of now, then queue a full
+ * computation of each dynamic segment whose rules use the scores (they changed for everyone).
+ */
+export async function refreshRfmScores(
+  db: Db,
+  jobs: SegmentJobs,
+  now = new Date(),
+): Promise<{ scored: number; segments: number }> {
+  const scored = await computeRfm(db, { asOf: now });
+  const dependent = await rows<{ id: string }>(
+    db,
+    sql`select id from segments
+        where type = 'dynamic' and rules is not null and rules::text ~ '"rfm_(recency|frequency|monetary)"'`,
+  );
+  for (const s of dependent) await jobs.requestComputation(s.id, 'schedule');
+  return { scored, segments: dependent.length };
 }
 
 /** The refresh loop: fold, then compute incrementally; again at once while work is waiting. */

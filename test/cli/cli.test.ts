@@ -1,10 +1,19 @@
 import { createServer, type Server } from 'node:net';
+import { sql } from 'drizzle-orm';
 import { afterEach, describe, expect, it } from 'vitest';
+import { testConfig } from '../../src/config.ts';
+import { rows } from '../../src/db/index.ts';
+import { uuidv7 } from '../../src/ids.ts';
+import { computeSegment } from '../../src/segments/compute.ts';
+import { createSegment } from '../../src/segments/store.ts';
+import { openHubDatabase } from '../../src/server.ts';
+import { send } from '../support/ingest.ts';
 import {
   freshStore,
   printedSecrets,
   runCli,
   startCli,
+  startWorkerCli,
   type RunningHub,
   type Store,
 } from './cli.ts';
@@ -215,6 +224,77 @@ describe(`audiencehub CLI (${driver})`, () => {
     const level = await runCli(['start'], { LOG_LEVEL: 'chatty' });
     expect(level.code).toBe(1);
     expect(level.stderr).toContain('LOG_LEVEL');
+
+    const interval = await runCli(['start'], { AUDIENCEHUB_FOLD_INTERVAL_MS: '0.5' });
+    expect(interval.code).toBe(1);
+    expect(interval.stderr.trim()).toBe(
+      'audiencehub: AUDIENCEHUB_FOLD_INTERVAL_MS: "0.5" is not a positive whole number',
+    );
+
+    const cron = await runCli(['start'], { AUDIENCEHUB_RFM_SCHEDULE: 'nightly' });
+    expect(cron.code).toBe(1);
+    expect(cron.stderr).toContain('AUDIENCEHUB_RFM_SCHEDULE: "nightly" is not a cron expression');
+  });
+
+  it(
+    'runs the worker alone: it folds stored events and brings segments up to date',
+    async () => {
+      const s = await store();
+      const config = testConfig({
+        dataDir: s.env.AUDIENCEHUB_DATA_DIR!,
+        databaseUrl: s.env.DATABASE_URL,
+      });
+      // Data stored and a segment defined while no worker runs.
+      let database = await openHubDatabase(config);
+      const owner = { tokenId: uuidv7(), name: 'cli', role: 'admin' as const };
+      const segment = await createSegment(
+        database.db,
+        owner,
+        {
+          name: 'buyers',
+          description: '',
+          type: 'dynamic',
+          visibility: 'shared',
+          rules: { computed: { name: 'purchase_count', op: 'gte', value: 1 } },
+        },
+        { maxPerOwner: 5 },
+      );
+      await computeSegment(database.db, segment.id, 'create');
+      await send(database.db, config, [
+        { type: 'track', userId: 'w', event: 'purchase', properties: { value: 5 } },
+      ]);
+      await database.close();
+
+      const worker = await startWorkerCli(s.env);
+      // Two refresh intervals are plenty; give a slow machine ten times that.
+      await new Promise((resolve) => setTimeout(resolve, 2500));
+      const done = await worker.stop('SIGTERM');
+      expect(done.code).toBe(0);
+      expect(done.stderr).toContain('stopped');
+
+      database = await openHubDatabase(config);
+      try {
+        const [row] = await rows<{ purchase_count: number; members: number }>(
+          database.db,
+          sql`select p.purchase_count,
+                (select count(*)::int from segment_members m where m.profile_id = p.id) as members
+              from profiles p join identities i on i.profile_id = p.id and i.value = 'w'`,
+        );
+        expect(row).toEqual({ purchase_count: 1, members: 1 });
+      } finally {
+        await database.close();
+      }
+    },
+    TIMEOUT,
+  );
+
+  it('refuses start --no-worker on the embedded database, and unknown flags', async () => {
+    const embedded = await runCli(['start', '--no-worker'], { DATABASE_URL: undefined });
+    expect(embedded.code).toBe(1);
+    expect(embedded.stderr).toContain('start --no-worker needs DATABASE_URL');
+    const unknown = await runCli(['worker', '--now'], {});
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toContain('worker: Unknown option');
   });
 
   it(

@@ -43,8 +43,9 @@ export function runCli(args: string[], env: Env = {}): Promise<Finished> {
   });
 }
 
-/** A hub started with `audiencehub start`, its output so far, and a way to stop it. */
+/** A hub started with `audiencehub start` (or a worker), its output so far, and a way to stop it. */
 export interface RunningHub {
+  /** Where it listens (empty for a worker). */
   url: string;
   stdout(): string;
   stderr(): string;
@@ -54,7 +55,21 @@ export interface RunningHub {
 
 /** Start `audiencehub start` and wait for its "listening on" line. */
 export function startCli(env: Env, timeoutMs = 45_000): Promise<RunningHub> {
-  const child = spawn(process.execPath, [BIN, 'start'], {
+  return startLongRunning(['start'], /listening on (http:\/\/localhost:\d+)/, env, timeoutMs);
+}
+
+/** Start `audiencehub worker` and wait for its "worker started" line. */
+export function startWorkerCli(env: Env, timeoutMs = 45_000): Promise<RunningHub> {
+  return startLongRunning(['worker'], /worker started()/, env, timeoutMs);
+}
+
+function startLongRunning(
+  args: string[],
+  ready: RegExp,
+  env: Env,
+  timeoutMs: number,
+): Promise<RunningHub> {
+  const child = spawn(process.execPath, [BIN, ...args], {
     env: childEnv(env),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -76,12 +91,12 @@ export function startCli(env: Env, timeoutMs = 45_000): Promise<RunningHub> {
     let listening = false;
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`no "listening on" line within ${timeoutMs} ms\n${stdout}\n${stderr}`));
+      reject(new Error(`no ${ready} line within ${timeoutMs} ms\n${stdout}\n${stderr}`));
     }, timeoutMs);
     child.stdout.on('data', (chunk) => (stdout += chunk));
     child.stderr.on('data', (chunk) => {
       stderr += chunk;
-      const match = /listening on (http:\/\/localhost:\d+)/.exec(stderr);
+      const match = ready.exec(stderr);
       if (listening || !match) return;
       listening = true;
       clearTimeout(timer);
@@ -91,7 +106,9 @@ export function startCli(env: Env, timeoutMs = 45_000): Promise<RunningHub> {
     });
     void exited.then(({ code }) => {
       clearTimeout(timer);
-      reject(new Error(`audiencehub exited with ${code} before listening\n${stdout}\n${stderr}`));
+      reject(
+        new Error(`audiencehub exited with ${code} before it was ready\n${stdout}\n${stderr}`),
+      );
     });
   });
 }

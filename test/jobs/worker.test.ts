@@ -5,7 +5,12 @@ import { testConfig, type HubConfig } from '../../src/config.ts';
 import { rows, type Database, type Db } from '../../src/db/index.ts';
 import { uuidv7 } from '../../src/ids.ts';
 import type { SegmentJobs } from '../../src/jobs/index.ts';
-import { queueDueSchedules, startWorker, type Worker } from '../../src/jobs/worker.ts';
+import {
+  queueDueSchedules,
+  refreshRfmScores,
+  startWorker,
+  type Worker,
+} from '../../src/jobs/worker.ts';
 import { silentLogger } from '../../src/log.ts';
 import { computeSegment, listRuns, type RunTrigger } from '../../src/segments/compute.ts';
 import { createSegment } from '../../src/segments/store.ts';
@@ -155,5 +160,38 @@ describe(`schedules (${driver})`, () => {
     await expect(
       newSegment({ trait: { name: 'x', op: 'exists' } }, 'every day'),
     ).rejects.toMatchObject({ status: 400, errors: [{ field: 'schedule' }] });
+  });
+});
+
+describe(`RFM scores (${driver})`, () => {
+  it('scores the purchasers, then queues the segments that use the scores', async () => {
+    await send(db, config, [
+      { type: 'track', userId: 'rfm-1', event: 'purchase', properties: { value: 10 } },
+      { type: 'track', userId: 'rfm-2', event: 'purchase', properties: { value: 99 } },
+    ]);
+    const [purchasers] = await rows<{ n: number }>(
+      db,
+      sql`select count(distinct profile_id)::int as n from events where revenue is not null`,
+    );
+    const usesScores = await newSegment({
+      computed: { name: 'rfm_monetary', op: 'gte', value: 4 },
+    });
+    await newSegment({ trait: { name: 'x', op: 'exists' } });
+    const requested: string[] = [];
+    const jobs: SegmentJobs = {
+      requestComputation: async (id) => {
+        requested.push(id);
+        return null;
+      },
+    };
+    const result = await refreshRfmScores(db, jobs);
+    expect(result).toEqual({ scored: purchasers!.n, segments: 1 });
+    expect(requested).toEqual([usesScores.id]);
+    const scores = await rows<{ m: number }>(
+      db,
+      sql`select p.rfm_monetary as m from profiles p
+          join identities i on i.profile_id = p.id and i.type = 'user_id' and i.value = 'rfm-2'`,
+    );
+    expect(scores).toEqual([{ m: 5 }]);
   });
 });
