@@ -13,6 +13,7 @@ import {
 } from '../../src/segments/compile.ts';
 import { parseSegmentRules } from '../../src/segments/rules.ts';
 import { driver, testDatabase } from '../support/db.ts';
+import { insertEvents, type EventSpec } from '../support/events.ts';
 
 let database: Database;
 let db: Db;
@@ -83,34 +84,13 @@ async function addProfiles(...list: ProfileRow[]) {
 const withTraits = (list: Record<string, Record<string, unknown>>) =>
   addProfiles(...Object.entries(list).map(([id, traits]) => ({ id, traits })));
 
-interface EventRow {
-  profile: string;
-  at: string | Date;
-  name?: string | null;
-  type?: string;
-  properties?: Record<string, unknown>;
-  revenue?: number | null;
-}
+type EventRow = Omit<EventSpec, 'name'> & { name?: string | null };
 
-let seq = 0;
-async function addEvents(...list: EventRow[]) {
-  const data = list.map((e) => ({
-    profile_id: e.profile,
-    message_id: `m-${++seq}`,
-    type: e.type ?? 'track',
-    name: e.name === undefined ? 'Signed Up' : e.name,
-    properties: e.properties ?? {},
-    revenue: e.revenue ?? null,
-    ts: e.at instanceof Date ? e.at.toISOString() : e.at,
-  }));
-  await db.execute(
-    sql`insert into events (profile_id, source, message_id, type, name, properties, revenue,
-          "timestamp", received_at)
-        select profile_id, 'test', message_id, type, name, properties, revenue, ts, now()
-        from json_to_recordset(${json(data)}) as r(profile_id uuid, message_id text, type text,
-          name text, properties jsonb, revenue numeric, ts timestamptz)`,
+const addEvents = (...list: EventRow[]) =>
+  insertEvents(
+    db,
+    list.map((e) => ({ ...e, name: e.name === undefined ? 'Signed Up' : e.name })),
   );
-}
 
 /** What the fold keeps in profile_event_counts, computed from the events table. */
 async function foldEventCounts() {

@@ -16,7 +16,9 @@ import {
   newPaying,
   rfmGroup,
 } from '../../src/segments/templates.ts';
+import { foldAll } from '../../src/profiles/fold.ts';
 import { driver, testDatabase } from '../support/db.ts';
+import { insertEvents } from '../support/events.ts';
 
 let database: Database;
 let db: Db;
@@ -27,7 +29,9 @@ beforeAll(async () => {
 });
 afterAll(() => database.close());
 beforeEach(async () => {
-  await db.execute(sql`truncate profiles, events, profile_event_counts restart identity`);
+  await db.execute(
+    sql`truncate profiles, events, profile_event_counts, event_cursors restart identity`,
+  );
 });
 
 const pid = (n: number) => `00000000-0000-4000-8000-${String(n).padStart(12, '0')}`;
@@ -66,42 +70,15 @@ interface EventRow {
   revenue?: number | null;
 }
 
-let seq = 0;
-async function addEvents(base: Date, ...list: EventRow[]) {
-  const data = list.map((e) => ({
-    profile_id: e.profile,
-    message_id: `m-${++seq}`,
-    type: e.type ?? 'track',
-    name: e.name === undefined ? null : e.name,
-    properties: e.properties ?? {},
-    revenue: e.revenue ?? null,
-    ts: new Date(base.getTime() - e.daysAgo * DAY).toISOString(),
-  }));
-  await db.execute(
-    sql`insert into events (profile_id, source, message_id, type, name, properties, revenue,
-          "timestamp", received_at)
-        select profile_id, 'test', message_id, type, name, properties, revenue, ts, now()
-        from json_to_recordset(${json(data)}) as r(profile_id uuid, message_id text, type text,
-          name text, properties jsonb, revenue numeric, ts timestamptz)`,
+const addEvents = (base: Date, ...list: EventRow[]) =>
+  insertEvents(
+    db,
+    list.map(({ daysAgo, ...e }) => ({
+      ...e,
+      name: e.name ?? null,
+      at: new Date(base.getTime() - daysAgo * DAY),
+    })),
   );
-}
-
-/** The computed traits as the background fold would leave them, from the events. */
-async function foldComputedTraits() {
-  await db.execute(
-    sql`update profiles p set
-          event_count = d.activity, first_seen_at = d.first, last_seen_at = d.last,
-          purchase_count = d.purchases, total_spent = d.spent, last_purchase_at = d.last_purchase
-        from (
-          select profile_id, count(*) filter (where type in ('track', 'page', 'screen')) as activity,
-            min("timestamp") as first, max("timestamp") as last,
-            count(revenue) as purchases, coalesce(sum(revenue), 0) as spent,
-            max("timestamp") filter (where revenue is not null) as last_purchase
-          from events group by profile_id
-        ) as d
-        where p.id = d.profile_id`,
-  );
-}
 
 async function members(rules: SegmentRules, options: Partial<CompileOptions> = {}) {
   return segmentProfileIds(db, parseSegmentRules(rules), {
@@ -134,7 +111,8 @@ function bothWays(
   });
   it(`${name}: now, from the stored computed traits`, async () => {
     await load(new Date());
-    await foldComputedTraits();
+    // What the worker's fold does within a second of the data arriving.
+    await foldAll(db);
     await check((rules) => members(rules));
   });
 }
