@@ -15,7 +15,7 @@
  * profile holds it when the fold runs. An event stored on a profile that a concurrent merge
  * turned into a tombstone is moved to the survivor here, before it is counted.
  */
-import { sql } from 'drizzle-orm';
+import { sql, type SQL } from 'drizzle-orm';
 import { json, RetryTransaction, rows, withRetry, type Db } from '../db/index.ts';
 
 /** Advisory lock keys (the two-int form, apart from the one-bigint identity locks). */
@@ -123,15 +123,12 @@ export async function foldNewEvents(
     const changed = await rows<{ id: string }>(
       tx,
       sql`with counts as (
-            insert into profile_event_counts as c (profile_id, name, count, first_at, last_at)
-            select profile_id, case when type = 'track' then name else type end,
-              count(*), min("timestamp"), max("timestamp")
-            from events e where ${window} and type in ${ACTIVITY}
-            group by 1, 2
-            on conflict (profile_id, name) do update set
-              count = c.count + excluded.count,
-              first_at = least(c.first_at, excluded.first_at),
-              last_at = greatest(c.last_at, excluded.last_at)
+            ${addEventCounts(
+              sql`select profile_id, case when type = 'track' then name else type end,
+                    count(*), min("timestamp"), max("timestamp")
+                  from events e where ${window} and type in ${ACTIVITY}
+                  group by 1, 2`,
+            )}
           )
           update profiles p set
             event_count = p.event_count + d.activity,
@@ -168,6 +165,15 @@ export async function foldAll(db: Db): Promise<number> {
     if (!result.more) return total;
   }
 }
+
+/** Add per-event counts (rows of profile_id, name, count, first_at, last_at) to those kept. */
+const addEventCounts = (counts: SQL) =>
+  sql`insert into profile_event_counts as c (profile_id, name, count, first_at, last_at)
+      ${counts}
+      on conflict (profile_id, name) do update set
+        count = c.count + excluded.count,
+        first_at = least(c.first_at, excluded.first_at),
+        last_at = greatest(c.last_at, excluded.last_at)`;
 
 async function lockProfiles(tx: Db, ids: string[]) {
   if (ids.length === 0) return [];
@@ -207,14 +213,11 @@ export async function combineComputedTraits(
         where s.id = l.survivor`,
   );
   await tx.execute(
-    sql`insert into profile_event_counts as c (profile_id, name, count, first_at, last_at)
-        select m.survivor, l.name, sum(l.count), min(l.first_at), max(l.last_at)
-        from ${m} join profile_event_counts l on l.profile_id = m.loser
-        group by 1, 2
-        on conflict (profile_id, name) do update set
-          count = c.count + excluded.count,
-          first_at = least(c.first_at, excluded.first_at),
-          last_at = greatest(c.last_at, excluded.last_at)`,
+    addEventCounts(
+      sql`select m.survivor, l.name, sum(l.count), min(l.first_at), max(l.last_at)
+          from ${m} join profile_event_counts l on l.profile_id = m.loser
+          group by 1, 2`,
+    ),
   );
   await tx.execute(sql`delete from profile_event_counts c using ${m} where c.profile_id = m.loser`);
   await tx.execute(
