@@ -5,9 +5,10 @@
  * (a share on /pricing), orders with revenue and category, form submissions and file downloads.
  * Event volume per person is skewed: a few people are very active, most are not.
  * Computed traits are then folded the way the worker's fold would, in one statement.
+ * The statements are the generator's own constants: no outside input reaches sql.raw.
  */
 import { sql } from 'drizzle-orm';
-import type { Db } from '../../src/db/index.ts';
+import { rows, type Db } from '../../src/db/index.ts';
 
 export interface Scale {
   profiles: number;
@@ -48,6 +49,15 @@ export async function generate(
     insert into identities (type, value, profile_id, source)
     select 'user_id', 'u' || n, id, 'bench' from bench_people`);
 
+  // Bulk load as one would: the events' secondary indexes are dropped first and built once at
+  // the end, instead of being updated row by row in random order (which, past the buffer cache,
+  // makes each million rows slower than the last).
+  const indexes = await rows<{ name: string; definition: string }>(
+    db,
+    sql`select indexname as name, indexdef as definition from pg_indexes
+        where tablename = 'events' and indexname <> 'events_pkey'`,
+  );
+  for (const index of indexes) await db.execute(sql`drop index ${sql.identifier(index.name)}`);
   const chunk = 1_000_000;
   for (let from = 1; from <= scale.events; from += chunk) {
     const to = Math.min(scale.events, from + chunk - 1);
@@ -84,6 +94,10 @@ export async function generate(
       ) k`);
   }
   await db.execute(sql`drop table bench_people`);
+  for (const index of indexes) {
+    progress(`index ${index.name}`);
+    await db.execute(sql.raw(index.definition));
+  }
 
   progress('computed traits (folding every event)');
   await db.execute(sql`
