@@ -1,0 +1,41 @@
+/**
+ * audiencehub's plugin SDK: everything a destination plugin imports (`audiencehub/sdk`).
+ *
+ * @example
+ * import { defineDestination, secret, z, type DestinationSync } from 'audiencehub/sdk';
+ *
+ * const sync: DestinationSync<Config> = async ({ config, batch }, ctx) => {
+ *   const http = ctx.http({ baseUrl: config.baseUrl, vendor: 'Acme' });
+ *   await http.request({ method: 'POST', path: '/contacts', body: batch.map((r) => r.fields) });
+ *   return batch.map((r) => ({ id: r.id, status: 'ok' }));
+ * };
+ */
+export { z } from 'zod';
+export {
+  defineDestination,
+  secret,
+  secretKeys,
+  type CheckResult,
+  type DestinationCheck,
+  type DestinationField,
+  type DestinationFields,
+  type DestinationLimits,
+  type DestinationPlugin,
+  type DestinationPrepare,
+  type DestinationSync,
+  type PluginContext,
+  type RowResult,
+  type SyncInfo,
+  type SyncRow,
+} from './destination.ts';
+export { ConfigError, TransientError, VendorError, isTransient } from './errors.ts';
+export {
+  classifyHttpFailure,
+  createHttpClient,
+  retryAfterMs,
+  vendorMessage,
+  type HttpClient,
+  type HttpClientOptions,
+  type HttpRequest,
+  type HttpResponse,
+} from './http.ts';
