@@ -174,12 +174,11 @@ export async function reconcile(
           returning m.profile_id
         ),
         entered as (
+          -- The primary key finds those already in: no anti-join against the table being
+          -- written (which a planner that thinks it empty turns into a scan per row).
           insert into segment_members (segment_id, profile_id)
           select ${segmentId}::uuid, t.profile_id from target t
-          where not exists (
-            select 1 from segment_members m
-            where m.segment_id = ${segmentId} and m.profile_id = t.profile_id
-          )
+          on conflict (segment_id, profile_id) do nothing
           returning profile_id
         ),
         changes as (
