@@ -331,3 +331,111 @@ export const segmentDailySizes = pgTable(
   },
   (t) => [primaryKey({ columns: [t.segmentId, t.day] })],
 );
+
+/** A configured destination plugin. Secret config fields are kept only encrypted. */
+export const destinations = pgTable(
+  'destinations',
+  {
+    id: uuid('id').primaryKey(),
+    name: text('name').notNull(),
+    /** The plugin's name in the registry, e.g. `mailchimp`. */
+    plugin: text('plugin').notNull(),
+    /** The config without its secret fields. */
+    config: jsonb('config').$type<Record<string, unknown>>().notNull().default({}),
+    /** The secret fields, sealed (src/destinations/secrets.ts). */
+    secrets: text('secrets').notNull(),
+    createdAt: ts('created_at').notNull().defaultNow(),
+    updatedAt: ts('updated_at').notNull().defaultNow(),
+    createdBy: uuid('created_by'),
+  },
+  (t) => [uniqueIndex('destinations_name_idx').on(sql`lower(${t.name})`)],
+);
+
+/** One shared segment sent to one destination with a field mapping. */
+export const syncs = pgTable(
+  'syncs',
+  {
+    id: uuid('id').primaryKey(),
+    segmentId: uuid('segment_id').notNull(),
+    destinationId: uuid('destination_id').notNull(),
+    /** `mirror` (add, update, remove) or `upsert` (never removes). */
+    mode: text('mode').notNull(),
+    /** Profile values → destination fields (src/sync/mapping.ts). */
+    mapping: jsonb('mapping').$type<unknown[]>().notNull(),
+    schedule: text('schedule'),
+    nextRunAt: ts('next_run_at'),
+    /** While on, the sync runs after membership changes, and its segment is locked. */
+    autoSync: boolean('auto_sync').notNull().default(false),
+    /** The run holding the sync (one at a time across workers), until its lease ends. */
+    leaseRunId: bigint('lease_run_id', { mode: 'number' }),
+    leaseUntil: ts('lease_until'),
+    createdAt: ts('created_at').notNull().defaultNow(),
+    updatedAt: ts('updated_at').notNull().defaultNow(),
+    createdBy: uuid('created_by'),
+  },
+  (t) => [
+    index('syncs_segment_idx').on(t.segmentId),
+    index('syncs_destination_idx').on(t.destinationId),
+  ],
+);
+
+/**
+ * What a destination last confirmed for each profile of a sync: the ledger that makes each run
+ * send only the difference, and removals touch only what this hub added.
+ */
+export const syncState = pgTable(
+  'sync_state',
+  {
+    syncId: uuid('sync_id').notNull(),
+    profileId: uuid('profile_id').notNull(),
+    /** The mapped values the destination confirmed (or, when rejected, the values refused). */
+    values: jsonb('values').$type<Record<string, unknown>>().notNull(),
+    /** `ok` (present at the destination) or `rejected` (refused; retried when values change). */
+    status: text('status').notNull(),
+    reason: text('reason'),
+    updatedAt: ts('updated_at').notNull().defaultNow(),
+  },
+  (t) => [primaryKey({ columns: [t.syncId, t.profileId] })],
+);
+
+/** Each run of a sync: the run history. */
+export const syncRuns = pgTable(
+  'sync_runs',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    syncId: uuid('sync_id').notNull(),
+    /** `manual`, `schedule`, `auto` (membership changed), `dry-run`. */
+    trigger: text('trigger').notNull(),
+    /** `running`, `succeeded`, `partial` (rows rejected or left to retry), `failed`. */
+    status: text('status').notNull(),
+    startedAt: ts('started_at').notNull().defaultNow(),
+    finishedAt: ts('finished_at'),
+    added: integer('added').notNull().default(0),
+    updated: integer('updated').notNull().default(0),
+    removed: integer('removed').notNull().default(0),
+    rejected: integer('rejected').notNull().default(0),
+    retried: integer('retried').notNull().default(0),
+    error: text('error'),
+  },
+  (t) => [index('sync_runs_sync_idx').on(t.syncId, t.startedAt)],
+);
+
+/** Rows a run could not deliver, with the reason: searchable by profile. */
+export const syncRowErrors = pgTable(
+  'sync_row_errors',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    runId: bigint('run_id', { mode: 'number' }).notNull(),
+    syncId: uuid('sync_id').notNull(),
+    profileId: uuid('profile_id').notNull(),
+    action: text('action').notNull(),
+    /** `rejected` by the destination, or `retry` left for the next run. */
+    status: text('status').notNull(),
+    reason: text('reason').notNull(),
+    at: ts('at').notNull().defaultNow(),
+  },
+  (t) => [
+    index('sync_row_errors_run_idx').on(t.runId),
+    index('sync_row_errors_profile_idx').on(t.syncId, t.profileId),
+  ],
+);

@@ -12,6 +12,7 @@ import { rows, withRetry, type Db } from '../db/index.ts';
 import { badRequest, HubError, notFound } from '../errors.ts';
 import { uuidv7 } from '../ids.ts';
 import { compileSegment } from './compile.ts';
+import { assertNotSynced, assertSegmentUnlocked } from '../sync/locks.ts';
 import { segmentResolver } from './compute.ts';
 import type { SegmentRules } from './rules.ts';
 import { checkSegmentRules, segmentReferences } from './rules.ts';
@@ -313,10 +314,18 @@ export async function updateSegment(
       : schedule
         ? nextScheduledRun(schedule, new Date())
         : null;
+  const rulesChange = rules !== undefined && canonical(rules) !== canonical(current.rules);
+  const visibilityChange =
+    input.visibility !== undefined && input.visibility !== current.visibility;
   try {
-    const [row] = await rows<SegmentRow>(
-      db,
-      sql`update segments set name = ${name},
+    return await withRetry(db, async (tx) => {
+      // Rules and visibility stay as they are while an auto-sync holds the segment, and a
+      // synced segment stays shared: checked under the segments' row locks.
+      if (rulesChange || visibilityChange) await assertSegmentUnlocked(tx, id);
+      if (visibilityChange && input.visibility === 'private') await assertNotSynced(tx, id);
+      const [row] = await rows<SegmentRow>(
+        tx,
+        sql`update segments set name = ${name},
             description = ${input.description ?? current.description},
             visibility = ${input.visibility ?? current.visibility},
             rules = ${rules === undefined ? JSON.stringify(current.rules) : JSON.stringify(rules)}::jsonb,
@@ -324,16 +333,14 @@ export async function updateSegment(
             updated_at = now()
           where id = ${id}
           returning *`,
-    );
-    await recordAudit(db, actor(principal), 'segment.updated', 'segment', id, {
-      fields: Object.keys(input).filter((k) => input[k as keyof UpdateSegment] !== undefined),
+      );
+      await recordAudit(tx, actor(principal), 'segment.updated', 'segment', id, {
+        fields: Object.keys(input).filter((k) => input[k as keyof UpdateSegment] !== undefined),
+      });
+      // A static segment keeps the members it was computed with: new rules apply to dynamic ones.
+      const recompute = rulesChange && current.type === 'dynamic';
+      return { segment: toSegment(row!), recompute };
     });
-    // A static segment keeps the members it was computed with: new rules apply to dynamic ones.
-    const recompute =
-      rules !== undefined &&
-      current.type === 'dynamic' &&
-      canonical(rules) !== canonical(current.rules);
-    return { segment: toSegment(row!), recompute };
   } catch (error) {
     if (isUniqueViolation(error)) throw nameTaken(name);
     throw error;
@@ -347,7 +354,21 @@ export async function updateSegment(
 export async function deleteSegment(db: Db, principal: Principal, id: string): Promise<void> {
   await getOwnSegment(db, principal, id);
   await withRetry(db, async (tx) => {
-    await tx.execute(sql`select 1 from segments where id = ${id} for update`);
+    await assertSegmentUnlocked(tx, id);
+    const [synced] = await rows<{ id: string }>(
+      tx,
+      sql`select id from syncs where segment_id = ${id} limit 1`,
+    );
+    if (synced) {
+      throw new HubError(
+        409,
+        'segment-synced',
+        'Segment is synced',
+        `Sync ${synced.id} sends this segment: delete the sync first.`,
+        undefined,
+        { syncs: [synced.id] },
+      );
+    }
     const others = await rows<{ id: string; name: string; rules: SegmentRules }>(
       tx,
       sql`select id, name, rules from segments where rules is not null and id <> ${id}

@@ -1,0 +1,572 @@
+/**
+ * The sync engine: sends a segment's members to a destination, only the difference against
+ * what the destination last confirmed (the ledger in `sync_state`):
+ * - a member with no ledger row is **added**; one whose mapped values changed is **updated**;
+ *   one the destination rejected is tried again only when its values change;
+ * - in mirror mode, a profile in the ledger (so added by this hub) that left the segment is
+ *   **removed** — removal never touches anything this hub did not add.
+ * Rows go in batches of the plugin's `batchSize`, at most `concurrency` batches in flight per
+ * `limitKey` in this process (p-queue), each batch retried when the service is busy. The ledger
+ * advances per batch and only for rows the destination confirmed, so a run cut off anywhere
+ * resumes without losing or repeating anything. One run per sync at a time, across every
+ * worker, through a lease on the sync's row.
+ */
+import PQueue from 'p-queue';
+import { sql } from 'drizzle-orm';
+import { json, rows, type Db } from '../db/index.ts';
+import type { SecretBox } from '../destinations/secrets.ts';
+import { HubError, notFound } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import type {
+  DestinationPlugin,
+  PluginContext,
+  RowResult,
+  SyncInfo,
+  SyncRow,
+} from '../sdk/destination.ts';
+import { ConfigError, TransientError } from '../sdk/errors.ts';
+import { createHttpClient } from '../sdk/http.ts';
+import { mappedValues, type Mapping } from './mapping.ts';
+import type { PluginRegistry } from './registry.ts';
+
+export interface SyncDeps {
+  registry: PluginRegistry;
+  box: SecretBox;
+  log: Logger;
+  /** Shared concurrency per plugin limit key, across the syncs of this process. */
+  queues?: Map<string, PQueue>;
+}
+
+export type SyncTrigger = 'manual' | 'schedule' | 'auto';
+
+export interface SyncRunSummary {
+  id: number;
+  syncId: string;
+  trigger: string;
+  status: 'running' | 'succeeded' | 'partial' | 'failed';
+  startedAt: Date;
+  finishedAt: Date | null;
+  added: number;
+  updated: number;
+  removed: number;
+  rejected: number;
+  retried: number;
+  error: string | null;
+}
+
+interface LoadedSync {
+  id: string;
+  segmentId: string;
+  segmentName: string;
+  mode: 'mirror' | 'upsert';
+  mapping: Mapping;
+  plugin: DestinationPlugin;
+  config: unknown;
+  /** Secret values, to blank out of any message that might repeat them. */
+  secretValues: string[];
+}
+
+/** How long a run holds its sync before another worker may take over, renewed while it runs. */
+const LEASE_SECONDS = 120;
+/** Rows read from the database at a time. */
+const PAGE = 5000;
+/** Attempts at a batch the service keeps failing transiently, within one run. */
+const BATCH_ATTEMPTS = 4;
+
+/** Load a sync with its plugin and its decrypted, validated config. */
+export async function loadSync(db: Db, deps: SyncDeps, syncId: string): Promise<LoadedSync> {
+  const [row] = await rows<{
+    id: string;
+    segment_id: string;
+    segment_name: string;
+    mode: 'mirror' | 'upsert';
+    mapping: Mapping;
+    plugin: string;
+    config: Record<string, unknown>;
+    secrets: string;
+  }>(
+    db,
+    sql`select y.id, y.segment_id, s.name as segment_name, y.mode, y.mapping, d.plugin, d.config,
+          d.secrets
+        from syncs y join destinations d on d.id = y.destination_id
+        join segments s on s.id = y.segment_id
+        where y.id = ${syncId}`,
+  );
+  if (!row) throw notFound('Sync', syncId);
+  const plugin = deps.registry.get(row.plugin);
+  if (!plugin) {
+    throw new ConfigError(`The destination's plugin "${row.plugin}" is not installed.`);
+  }
+  const secrets = deps.box.open<Record<string, unknown>>(row.secrets);
+  const parsed = plugin.config.safeParse({ ...row.config, ...secrets });
+  if (!parsed.success) {
+    throw new ConfigError(
+      `The destination's configuration no longer fits the ${plugin.title} plugin: ${parsed.error.issues
+        .map((i) => `${i.path.join('.') || '(config)'}: ${i.message}`)
+        .join('; ')}`,
+    );
+  }
+  return {
+    id: row.id,
+    segmentId: row.segment_id,
+    segmentName: row.segment_name,
+    mode: row.mode,
+    mapping: row.mapping,
+    plugin,
+    config: parsed.data,
+    secretValues: Object.values(secrets).filter(
+      (v): v is string => typeof v === 'string' && v.length >= 4,
+    ),
+  };
+}
+
+/** Blank every secret value out of a message before it is stored or logged. */
+const redact = (message: string, secrets: string[]) =>
+  secrets.reduce((text, s) => text.split(s).join('********'), message).slice(0, 1000);
+
+/** The plugin call context for one run. */
+export function pluginContext(log: Logger, signal: AbortSignal): PluginContext {
+  return {
+    log,
+    signal,
+    http: (options) => createHttpClient({ ...options, signal }),
+  };
+}
+
+/** What the next run would send: counts, and a few rows of each kind. */
+export interface SyncPlan {
+  add: number;
+  update: number;
+  remove: number;
+  /** Rejected rows whose values have not changed: not sent again. */
+  heldBack: number;
+  samples: { action: SyncRow['action']; profileId: string; fields: Record<string, unknown> }[];
+}
+
+/** The diff between the segment and the ledger, as a query of (profile_id, action, fields). */
+function diffQuery(
+  sync: Pick<LoadedSync, 'id' | 'segmentId' | 'mode' | 'mapping'>,
+  after: string | null,
+) {
+  const from = after === null ? sql`true` : sql`m.profile_id > ${after}::uuid`;
+  return sql`
+    select m.profile_id, v.fields, s.status as state, s.values as confirmed
+    from segment_members m
+    join profiles p on p.id = m.profile_id and p.merged_into is null
+    cross join lateral (select ${mappedValues(sync.mapping)} as fields) v
+    left join sync_state s on s.sync_id = ${sync.id} and s.profile_id = m.profile_id
+    where m.segment_id = ${sync.segmentId} and ${from}
+      and (s.profile_id is null or s.values is distinct from v.fields)
+    order by m.profile_id
+    limit ${PAGE}`;
+}
+
+/** Ledger rows of profiles no longer in the segment (or merged away, or erased). */
+function leftQuery(sync: Pick<LoadedSync, 'id' | 'segmentId'>, after: string | null) {
+  const from = after === null ? sql`true` : sql`s.profile_id > ${after}::uuid`;
+  return sql`
+    select s.profile_id, s.values as fields, s.status as state
+    from sync_state s
+    where s.sync_id = ${sync.id} and ${from}
+      and not exists (
+        select 1 from segment_members m join profiles p on p.id = m.profile_id
+        where m.segment_id = ${sync.segmentId} and m.profile_id = s.profile_id
+          and p.merged_into is null)
+    order by s.profile_id
+    limit ${PAGE}`;
+}
+
+interface DiffRow {
+  profile_id: string;
+  fields: Record<string, unknown>;
+  state: 'ok' | 'rejected' | null;
+  confirmed?: Record<string, unknown> | null;
+}
+
+/** Read the whole difference page by page, in profile id order. */
+async function* differences(db: Db, sync: LoadedSync): AsyncGenerator<SyncRow[], void, undefined> {
+  let after: string | null = null;
+  for (;;) {
+    const page: DiffRow[] = await rows<DiffRow>(db, diffQuery(sync, after));
+    if (page.length === 0) break;
+    after = page.at(-1)!.profile_id;
+    yield page.map((r) => ({
+      id: r.profile_id,
+      // Only a row the destination holds (ok) can be updated; a rejected one is added anew.
+      action: r.state === 'ok' ? 'update' : 'add',
+      fields: r.fields,
+    }));
+    if (page.length < PAGE) break;
+  }
+  after = null;
+  for (;;) {
+    const page: DiffRow[] = await rows<DiffRow>(db, leftQuery(sync, after));
+    if (page.length === 0) break;
+    after = page.at(-1)!.profile_id;
+    // A rejected row never reached the destination: it is forgotten, not removed.
+    const rejected = page.filter((r) => r.state !== 'ok').map((r) => r.profile_id);
+    if (rejected.length > 0) await forget(db, sync.id, rejected);
+    if (sync.mode === 'mirror') {
+      yield page
+        .filter((r) => r.state === 'ok')
+        .map((r) => ({ id: r.profile_id, action: 'remove', fields: r.fields }));
+    }
+    if (page.length < PAGE) break;
+  }
+}
+
+async function forget(db: Db, syncId: string, profileIds: string[]) {
+  await db.execute(
+    sql`delete from sync_state where sync_id = ${syncId}
+          and profile_id in (select x::uuid from json_array_elements_text(${json(profileIds)}) x)`,
+  );
+}
+
+/**
+ * What the next run of a sync would send, without sending anything (plan before apply).
+ *
+ * @example
+ * const plan = await planSync(db, deps, syncId); // { add: 120, update: 4, remove: 9, … }
+ */
+export async function planSync(
+  db: Db,
+  deps: SyncDeps,
+  syncId: string,
+  options: { samples?: number } = {},
+): Promise<SyncPlan> {
+  const sync = await loadSync(db, deps, syncId);
+  const [counts] = await rows<{ add: number; update: number; held: number; remove: number }>(
+    db,
+    sql`with d as (
+          select s.status as state, (s.values is distinct from ${mappedValues(sync.mapping)}) as changed
+          from segment_members m
+          join profiles p on p.id = m.profile_id and p.merged_into is null
+          left join sync_state s on s.sync_id = ${sync.id} and s.profile_id = m.profile_id
+          where m.segment_id = ${sync.segmentId}
+        )
+        select count(*) filter (where state is null or (state = 'rejected' and changed))::int as add,
+          count(*) filter (where state = 'ok' and changed)::int as update,
+          count(*) filter (where state = 'rejected' and not changed)::int as held,
+          ${
+            sync.mode === 'mirror'
+              ? sql`(select count(*)::int from (${leftQuery(sync, null)}) l where l.state = 'ok')`
+              : sql`0`
+          } as remove
+        from d`,
+  );
+  const samples: SyncPlan['samples'] = [];
+  const wanted = options.samples ?? 10;
+  if (wanted > 0) {
+    const page = await rows<DiffRow>(db, diffQuery(sync, null));
+    for (const r of page.slice(0, wanted)) {
+      samples.push({
+        action: r.state === 'ok' ? 'update' : 'add',
+        profileId: r.profile_id,
+        fields: r.fields,
+      });
+    }
+  }
+  return {
+    add: counts!.add,
+    update: counts!.update,
+    remove: counts!.remove,
+    heldBack: counts!.held,
+    samples,
+  };
+}
+
+/**
+ * Run a sync now. Refused (409) while another run of the same sync holds it.
+ *
+ * @example
+ * const run = await runSync(db, deps, syncId, 'manual');
+ * console.log(run.added, run.removed, run.rejected);
+ */
+export async function runSync(
+  db: Db,
+  deps: SyncDeps,
+  syncId: string,
+  trigger: SyncTrigger,
+  options: { signal?: AbortSignal } = {},
+): Promise<SyncRunSummary> {
+  const [started] = await rows<{ id: string | number }>(
+    db,
+    sql`insert into sync_runs (sync_id, trigger, status)
+        select id, ${trigger}, 'running' from syncs where id = ${syncId} returning id`,
+  );
+  if (!started) throw notFound('Sync', syncId);
+  const runId = Number(started.id);
+  const holder = await takeLease(db, syncId, runId);
+  if (holder !== runId) {
+    await db.execute(sql`delete from sync_runs where id = ${runId}`);
+    throw new HubError(
+      409,
+      'sync-running',
+      'Sync already running',
+      `Run ${holder} of this sync is in progress; wait for it to finish.`,
+      undefined,
+      { runId: holder },
+    );
+  }
+  const controller = new AbortController();
+  const stop = () => controller.abort();
+  options.signal?.addEventListener('abort', stop, { once: true });
+  const heartbeat = setInterval(
+    () => {
+      void takeLease(db, syncId, runId).catch(() => {});
+    },
+    (LEASE_SECONDS * 1000) / 4,
+  );
+  heartbeat.unref();
+  const counts = { added: 0, updated: 0, removed: 0, rejected: 0, retried: 0 };
+  let secrets: string[] = [];
+  try {
+    const sync = await loadSync(db, deps, syncId);
+    secrets = sync.secretValues;
+    const log = deps.log.child({ syncId, runId });
+    const ctx = pluginContext(log, controller.signal);
+    const info: SyncInfo = {
+      id: sync.id,
+      segmentName: sync.segmentName,
+      mode: sync.mode,
+      fields: sync.mapping.map((m) => m.to),
+    };
+    await sync.plugin.prepare?.({ config: sync.config, sync: info }, ctx);
+    const queue = queueFor(deps, sync);
+    const pending: Promise<void>[] = [];
+    let failure: unknown;
+    const send = async (batch: SyncRow[]) => {
+      const results = await sendBatch(sync, info, batch, ctx);
+      await applyResults(db, sync.id, runId, batch, results, counts);
+    };
+    for await (const page of differences(db, sync)) {
+      for (let i = 0; i < page.length; i += sync.plugin.limits.batchSize) {
+        if (failure !== undefined) break;
+        const batch = page.slice(i, i + sync.plugin.limits.batchSize);
+        pending.push(
+          queue
+            .add(() => send(batch))
+            .catch((error: unknown) => {
+              failure ??= error;
+              controller.abort();
+            }),
+        );
+      }
+      // Keep memory flat: do not read further ahead than the queue can take.
+      await queue.onSizeLessThan(sync.plugin.limits.concurrency * 2);
+      if (failure !== undefined) break;
+    }
+    await Promise.all(pending);
+    if (failure !== undefined) throw failure;
+    const status = counts.rejected + counts.retried > 0 ? 'partial' : 'succeeded';
+    await finishRun(db, runId, status, counts, null);
+  } catch (error) {
+    const message = redact(error instanceof Error ? error.message : String(error), secrets);
+    await finishRun(db, runId, 'failed', counts, message);
+    deps.log.warn('sync run failed', { syncId, runId, error: message });
+  } finally {
+    clearInterval(heartbeat);
+    options.signal?.removeEventListener('abort', stop);
+    await db.execute(
+      sql`update syncs set lease_run_id = null, lease_until = null
+          where id = ${syncId} and lease_run_id = ${runId}`,
+    );
+  }
+  return (await getSyncRun(db, runId))!;
+}
+
+/**
+ * Take (or renew) the sync's lease for `runId`; returns the run holding it afterwards. A lease
+ * that ran out belonged to a run whose worker died: that run is marked failed.
+ */
+async function takeLease(db: Db, syncId: string, runId: number): Promise<number> {
+  return db.transaction(async (tx) => {
+    const [current] = await rows<{ lease_run_id: string | number | null; expired: boolean }>(
+      tx,
+      sql`select lease_run_id, coalesce(lease_until < now(), true) as expired
+          from syncs where id = ${syncId} for update`,
+    );
+    const holder = current?.lease_run_id === null ? null : Number(current?.lease_run_id);
+    if (holder !== null && holder !== runId && !current!.expired) return holder;
+    if (holder !== null && holder !== runId) {
+      await tx.execute(
+        sql`update sync_runs set status = 'failed', finished_at = now(),
+              error = 'interrupted: the worker stopped before the run finished'
+            where id = ${holder} and status = 'running'`,
+      );
+    }
+    await tx.execute(
+      sql`update syncs set lease_run_id = ${runId},
+            lease_until = now() + make_interval(secs => ${LEASE_SECONDS})
+          where id = ${syncId}`,
+    );
+    return runId;
+  });
+}
+
+function queueFor(deps: SyncDeps, sync: LoadedSync): PQueue {
+  const queues = (deps.queues ??= new Map());
+  const key = `${sync.plugin.name}:${sync.plugin.limitKey?.(sync.config as never) ?? sync.id}`;
+  let queue = queues.get(key);
+  if (!queue) {
+    const { concurrency, callsPerSecond } = sync.plugin.limits;
+    queue = new PQueue({
+      concurrency,
+      ...(callsPerSecond ? { intervalCap: callsPerSecond, interval: 1000 } : {}),
+    });
+    queues.set(key, queue);
+  }
+  return queue;
+}
+
+/** One batch through the plugin, retried while the service fails transiently. */
+async function sendBatch(
+  sync: LoadedSync,
+  info: SyncInfo,
+  batch: SyncRow[],
+  ctx: PluginContext,
+): Promise<RowResult[]> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await sync.plugin.sync({ config: sync.config, sync: info, batch }, ctx);
+    } catch (error) {
+      if (!(error instanceof TransientError) || ctx.signal.aborted) throw error;
+      if (attempt >= BATCH_ATTEMPTS) {
+        return batch.map((r) => ({ id: r.id, status: 'retry', reason: error.message }));
+      }
+      const waitMs = error.retryAfterMs ?? Math.min(30_000, 1000 * 2 ** (attempt - 1));
+      await new Promise((resolve) => setTimeout(resolve, waitMs));
+    }
+  }
+}
+
+/** Advance the ledger for what the destination confirmed, and record what it did not. */
+async function applyResults(
+  db: Db,
+  syncId: string,
+  runId: number,
+  batch: SyncRow[],
+  results: RowResult[],
+  counts: { added: number; updated: number; removed: number; rejected: number; retried: number },
+) {
+  const byId = new Map(results.map((r) => [r.id, r]));
+  const confirmed: { profile_id: string; values: Record<string, unknown> }[] = [];
+  const removed: string[] = [];
+  const rejected: { profile_id: string; values: Record<string, unknown>; reason: string }[] = [];
+  const errors: { profile_id: string; action: string; status: string; reason: string }[] = [];
+  for (const row of batch) {
+    const result: RowResult = byId.get(row.id) ?? {
+      id: row.id,
+      status: 'retry',
+      reason: 'the plugin returned no result for this row',
+    };
+    if (result.status === 'ok') {
+      if (row.action === 'remove') {
+        removed.push(row.id);
+        counts.removed++;
+      } else {
+        confirmed.push({ profile_id: row.id, values: row.fields });
+        if (row.action === 'add') counts.added++;
+        else counts.updated++;
+      }
+    } else if (result.status === 'rejected') {
+      counts.rejected++;
+      errors.push({
+        profile_id: row.id,
+        action: row.action,
+        status: 'rejected',
+        reason: result.reason,
+      });
+      // A refused removal leaves the row where it is: still ours, still confirmed.
+      if (row.action !== 'remove') {
+        rejected.push({ profile_id: row.id, values: row.fields, reason: result.reason });
+      }
+    } else {
+      counts.retried++;
+      errors.push({
+        profile_id: row.id,
+        action: row.action,
+        status: 'retry',
+        reason: result.reason,
+      });
+    }
+  }
+  await db.transaction(async (tx) => {
+    if (confirmed.length > 0) {
+      await tx.execute(
+        sql`insert into sync_state (sync_id, profile_id, values, status)
+            select ${syncId}::uuid, profile_id, values, 'ok'
+            from json_to_recordset(${json(confirmed)}) as x(profile_id uuid, values jsonb)
+            on conflict (sync_id, profile_id) do update
+              set values = excluded.values, status = 'ok', reason = null, updated_at = now()`,
+      );
+    }
+    if (rejected.length > 0) {
+      // A row the destination holds keeps its confirmed values: only new rows become rejected.
+      await tx.execute(
+        sql`insert into sync_state (sync_id, profile_id, values, status, reason)
+            select ${syncId}::uuid, profile_id, values, 'rejected', reason
+            from json_to_recordset(${json(rejected)}) as x(profile_id uuid, values jsonb, reason text)
+            on conflict (sync_id, profile_id) do update
+              set values = excluded.values, reason = excluded.reason, updated_at = now()
+              where sync_state.status = 'rejected'`,
+      );
+    }
+    if (removed.length > 0) await forget(tx, syncId, removed);
+    if (errors.length > 0) {
+      await tx.execute(
+        sql`insert into sync_row_errors (run_id, sync_id, profile_id, action, status, reason)
+            select ${runId}::bigint, ${syncId}::uuid, profile_id, action, status, reason
+            from json_to_recordset(${json(errors)})
+              as x(profile_id uuid, action text, status text, reason text)`,
+      );
+    }
+  });
+}
+
+async function finishRun(
+  db: Db,
+  runId: number,
+  status: SyncRunSummary['status'],
+  counts: { added: number; updated: number; removed: number; rejected: number; retried: number },
+  error: string | null,
+) {
+  await db.execute(
+    sql`update sync_runs set status = ${status}, finished_at = now(), added = ${counts.added},
+          updated = ${counts.updated}, removed = ${counts.removed}, rejected = ${counts.rejected},
+          retried = ${counts.retried}, error = ${error}
+        where id = ${runId}`,
+  );
+}
+
+export async function getSyncRun(db: Db, runId: number): Promise<SyncRunSummary | undefined> {
+  const [r] = await rows<{
+    id: string | number;
+    sync_id: string;
+    trigger: string;
+    status: SyncRunSummary['status'];
+    started_at: string | Date;
+    finished_at: string | Date | null;
+    added: number;
+    updated: number;
+    removed: number;
+    rejected: number;
+    retried: number;
+    error: string | null;
+  }>(db, sql`select * from sync_runs where id = ${runId}`);
+  if (!r) return undefined;
+  return {
+    id: Number(r.id),
+    syncId: r.sync_id,
+    trigger: r.trigger,
+    status: r.status,
+    startedAt: new Date(r.started_at),
+    finishedAt: r.finished_at === null ? null : new Date(r.finished_at),
+    added: r.added,
+    updated: r.updated,
+    removed: r.removed,
+    rejected: r.rejected,
+    retried: r.retried,
+    error: r.error,
+  };
+}
