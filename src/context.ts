@@ -2,6 +2,7 @@ import type { HubConfig } from './config.ts';
 import type { Db } from './db/index.ts';
 import type { SegmentJobs } from './jobs/index.ts';
 import type { Logger } from './log.ts';
+import type { SyncDeps } from './sync/engine.ts';
 
 /** What every request handler and job receives: the database, the configuration, a logger. */
 export interface HubContext {
@@ -10,4 +11,6 @@ export interface HubContext {
   log: Logger;
   /** Where segment computations go; inline (in the request) when absent. */
   jobs?: SegmentJobs;
+  /** Destination plugins, the secret box and shared limits, for destinations and syncs. */
+  sync?: SyncDeps;
 }
