@@ -577,6 +577,20 @@ describe('tags and static segments', () => {
     ).toBe(2);
   });
 
+  it('counts in member_count only the tagged contacts still on the list', async () => {
+    for (let n = 1; n <= 3; n++) mailchimp.addMember(listId, { email: person(n), tags: ['T'] });
+    const { id } = mailchimp.segments(listId)[0]!;
+    await client.lists.deleteListMember(listId, subscriberHash(person(1)));
+    await client.lists.deleteListMemberPermanent(listId, subscriberHash(person(2)));
+    expect((await client.lists.getSegment(listId, id)).member_count).toBe(1);
+    await client.lists.setListMember(listId, subscriberHash(person(1)), {
+      email_address: person(1),
+      status_if_new: 'subscribed',
+    });
+    expect((await client.lists.listSegments(listId)).segments[0]?.member_count).toBe(2);
+    expect(mailchimp.segmentMembers(listId, id)).toEqual([person(1), person(3)]);
+  });
+
   it('answers 404 once a tag is deleted, through the API or in Mailchimp', async () => {
     mailchimp.addMember(listId, { email: person(1), tags: ['Old', 'Gone'] });
     const [old, gone] = mailchimp.segments(listId);
@@ -595,7 +609,8 @@ describe('tags and static segments', () => {
 
 describe('limits and faults', () => {
   it('refuses more than 10 simultaneous requests per key with 429', async () => {
-    mailchimp.setLatency(300);
+    // Long enough that all 15 arrive while the first 10 are still being answered.
+    mailchimp.setLatency(500);
     const results = await Promise.allSettled(
       Array.from({ length: 15 }, () => client.lists.getList(listId)),
     );

@@ -410,15 +410,11 @@ export async function startMailchimpEmulator(
     name: list.name,
     counts: { ...list.counts },
   });
-  const segmentView = (list: Audience, segment: Segment): SegmentView => ({
+  const segmentView = (segment: Segment): SegmentView => ({
     id: segment.id,
     name: segment.name,
     type: segment.type,
-    memberCount: list.segmentMembers(segment, {
-      cleaned: true,
-      transactional: true,
-      unsubscribed: true,
-    }).length,
+    memberCount: segment.activeCount,
   });
   const mergeFieldView = (field: {
     id: number;
@@ -444,6 +440,7 @@ export async function startMailchimpEmulator(
       latency = ms;
     },
     inject(fault) {
+      if (fault.count !== undefined && fault.count <= 0) return;
       faults.push({ fault, remaining: fault.count });
     },
     clearFaults() {
@@ -528,13 +525,13 @@ export async function startMailchimpEmulator(
     },
     createTag(listId, name) {
       const list = listOf(listId);
-      return segmentView(list, list.createSegment({ name, type: 'static' }, mailchimpTime()));
+      return segmentView(list.createSegment({ name, type: 'static' }, mailchimpTime()));
     },
     segments(listId, filter = {}) {
       const list = listOf(listId);
       return [...list.segments.values()]
         .filter((segment) => !filter.type || segment.type === filter.type)
-        .map((segment) => segmentView(list, segment));
+        .map((segment) => segmentView(segment));
     },
     deleteSegment(listId, idOrName) {
       const list = listOf(listId);

@@ -11,8 +11,6 @@ export type Json = Record<string, unknown>;
 
 export type MemberVariant = 'full' | 'batch' | 'segment';
 
-const ALL_STATUSES = { cleaned: true, transactional: true, unsubscribed: true };
-
 interface Link {
   rel: string;
   href: string;
@@ -178,7 +176,7 @@ export function segmentJson(list: Audience, segment: Segment, baseUrl?: string):
     id: segment.id,
     name: segment.name,
     // Every contact it holds that is still on the list (archived ones are off it).
-    member_count: list.segmentMembers(segment, ALL_STATUSES).length,
+    member_count: segment.activeCount,
     type: segment.type,
     created_at: segment.createdAt,
     updated_at: segment.updatedAt,

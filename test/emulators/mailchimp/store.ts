@@ -68,6 +68,8 @@ export interface Segment {
   type: 'static' | 'saved';
   /** The members in a static segment, with the time each was added (`date_added`). */
   members: Map<Member, string>;
+  /** How many of `members` are on the list (not archived), kept up to date for member_count. */
+  activeCount: number;
   /** The conditions of a saved segment, kept as sent (the emulator does not evaluate them). */
   options: unknown;
   createdAt: string;
@@ -118,7 +120,6 @@ export function isValidEmail(email: unknown): email is string {
   return typeof email === 'string' && email.length <= 254 && EMAIL.test(email);
 }
 
-const NO_ERRORS: FieldError[] = [];
 /** Per spec, a batch member's `status` (no `transactional` here). */
 const BATCH_STATUSES = new Set(['subscribed', 'unsubscribed', 'cleaned', 'pending']);
 
@@ -340,6 +341,7 @@ export class Audience {
     if (member.archived) return;
     this.counts[member.status]--;
     this.counts.archived++;
+    for (const segment of member.tags) segment.activeCount--;
     member.archived = true;
     member.lastChanged = now;
     this.touch();
@@ -348,6 +350,7 @@ export class Audience {
   private unarchive(member: Member, now: string): void {
     if (!member.archived) return;
     this.counts.archived--;
+    for (const segment of member.tags) segment.activeCount++;
     this.counts[member.status]++;
     member.archived = false;
     member.lastChanged = now;
@@ -357,7 +360,10 @@ export class Audience {
   /** Permanent deletion ("forget"): gone, and its address can never be imported again. */
   forget(member: Member): void {
     this.counts[member.archived ? 'archived' : member.status]--;
-    for (const segment of member.tags) segment.members.delete(member);
+    for (const segment of member.tags) {
+      segment.members.delete(member);
+      if (!member.archived) segment.activeCount--;
+    }
     member.tags = [];
     this.members.delete(member.id);
     this.forgotten.add(member.id);
@@ -374,10 +380,9 @@ export class Audience {
     input: unknown,
     options: { isNew: boolean; skipRequired: boolean },
   ): { values: Record<string, unknown>; errors: FieldError[] } {
+    // Runs once per member of a batch: no closures, no allocation beyond the result.
     const values: Record<string, unknown> = {};
-    let errors: FieldError[] = NO_ERRORS;
-    const fail = (error: FieldError) =>
-      errors === NO_ERRORS ? (errors = [error]) : errors.push(error);
+    const errors: FieldError[] = [];
     if (input !== undefined && !isObject(input)) {
       return { values, errors: [schemaError('merge_fields', 'object', input)] };
     }
@@ -387,12 +392,12 @@ export class Audience {
       if (!field) {
         if (this.store.options.unknownMergeFields === 'reject' && !options.skipRequired) {
           // [inferred] wording: the recorded traffic shows unknown keys being dropped.
-          fail({ field: tag, message: `Merge field "${tag}" does not exist` });
+          errors.push({ field: tag, message: `Merge field "${tag}" does not exist` });
         }
         continue;
       }
       const problem = mergeValueProblem(field, value);
-      if (problem) fail({ field: tag, message: problem });
+      if (problem) errors.push({ field: tag, message: problem });
       else values[tag] = field.type === 'number' && value !== '' ? Number(value) : value;
     }
     if (!options.skipRequired) {
@@ -402,7 +407,7 @@ export class Audience {
         const empty = values[field.tag] === '' || values[field.tag] === null;
         // "Your merge fields were invalid." / "field [FNAME] : Please enter a value" (recorded).
         if ((options.isNew && !given) || (given && empty)) {
-          fail({ field: field.tag, message: 'Please enter a value' });
+          errors.push({ field: field.tag, message: 'Please enter a value' });
         }
       }
     }
@@ -795,6 +800,7 @@ export class Audience {
       name: input.name,
       type: input.type,
       members: new Map(),
+      activeCount: 0,
       options: input.options ?? null,
       createdAt: now,
       updatedAt: now,
@@ -836,6 +842,7 @@ export class Audience {
   addToSegment(segment: Segment, member: Member, now: string): boolean {
     if (segment.members.has(member)) return false;
     segment.members.set(member, now);
+    if (!member.archived) segment.activeCount++;
     member.tags.push(segment);
     segment.updatedAt = now;
     this.touch();
@@ -844,6 +851,7 @@ export class Audience {
 
   untag(member: Member, segment: Segment, now: string): boolean {
     if (!segment.members.delete(member)) return false;
+    if (!member.archived) segment.activeCount--;
     member.tags = member.tags.filter((tag) => tag !== segment);
     segment.updatedAt = now;
     this.touch();
