@@ -142,6 +142,15 @@ export interface MailchimpEmulator extends Emulator {
   memberTags(listId: string, email: string): string[];
 }
 
+/** A path segment as sent; a malformed escape names nothing, so it is a 404. */
+function decodeSegment(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    throw problems.notFound();
+  }
+}
+
 interface ActiveFault {
   fault: Fault;
   remaining: number | undefined;
@@ -348,10 +357,7 @@ export async function startMailchimpEmulator(
 
     let reply: ApiResponse | MailchimpProblem;
     try {
-      const segments = path
-        .split('/')
-        .filter(Boolean)
-        .map((segment) => decodeURIComponent(segment));
+      const segments = path.split('/').filter(Boolean).map(decodeSegment);
       reply = handle(store, {
         method,
         segments,

@@ -33,6 +33,19 @@ function mergeValues(list: Audience, member: Member): Json {
   return values;
 }
 
+// Shared by every member rendered (a batch answer holds 500): never mutated.
+const NO_STATS = Object.freeze({ avg_open_rate: 0, avg_click_rate: 0 });
+const NO_LOCATION = Object.freeze({
+  latitude: 0,
+  longitude: 0,
+  gmtoff: 0,
+  dstoff: 0,
+  country_code: '',
+  timezone: '',
+});
+const NO_LOCATION_FULL = Object.freeze({ ...NO_LOCATION, region: '' });
+const NO_TAGS = Object.freeze([]);
+
 /** A member as the given endpoint family returns it (`baseUrl` ends in `/3.0`). */
 export function memberJson(
   list: Audience,
@@ -61,7 +74,7 @@ export function memberJson(
   if (variant === 'full') json.consents_to_one_to_one_messaging = true;
   json.merge_fields = mergeValues(list, member);
   if (member.interests) json.interests = member.interests;
-  json.stats = { avg_open_rate: 0, avg_click_rate: 0 };
+  json.stats = NO_STATS;
   json.ip_signup = member.ipSignup;
   json.timestamp_signup = member.timestampSignup;
   json.ip_opt = member.ipOpt;
@@ -71,20 +84,18 @@ export function memberJson(
   json.language = member.language;
   json.vip = member.vip;
   json.email_client = '';
-  const location: Json = {
-    latitude: member.location?.latitude ?? 0,
-    longitude: member.location?.longitude ?? 0,
-    gmtoff: 0,
-    dstoff: 0,
-    country_code: '',
-    timezone: '',
-  };
-  if (variant === 'full') location.region = '';
-  json.location = location;
+  if (!member.location) json.location = variant === 'full' ? NO_LOCATION_FULL : NO_LOCATION;
+  else {
+    const location: Json = { ...NO_LOCATION, ...member.location };
+    if (variant === 'full') location.region = '';
+    json.location = location;
+  }
   if (variant === 'full') json.source = member.source;
   if (variant !== 'segment') {
     json.tags_count = member.tags.length;
-    json.tags = member.tags.map((tag) => ({ id: tag.id, name: tag.name }));
+    json.tags = member.tags.length
+      ? member.tags.map((tag) => ({ id: tag.id, name: tag.name }))
+      : NO_TAGS;
   }
   json.list_id = list.id;
   if (baseUrl) {
