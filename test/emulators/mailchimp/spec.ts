@@ -75,11 +75,11 @@ export interface MailchimpSpecOptions {
 }
 
 /**
- * The saved spec: MAILCHIMP_SPEC when set, else the nearest `shared/specs` beside the repository
+ * The saved spec: AUDIENCEHUB_MAILCHIMP_SPEC when set, else the nearest `shared/specs` beside the repository
  * or one of its parents (the workplace keeps it at ../shared), else /work/shared/specs.
  */
 export function specFile(): string {
-  if (process.env.MAILCHIMP_SPEC) return process.env.MAILCHIMP_SPEC;
+  if (process.env.AUDIENCEHUB_MAILCHIMP_SPEC) return process.env.AUDIENCEHUB_MAILCHIMP_SPEC;
   const candidates: string[] = [];
   let dir = dirname(fileURLToPath(import.meta.url));
   for (;;) {
