@@ -75,8 +75,9 @@ export interface MailchimpSpecOptions {
 }
 
 /**
- * The saved spec: AUDIENCEHUB_MAILCHIMP_SPEC when set, else the nearest `shared/specs` beside the repository
- * or one of its parents (the workplace keeps it at ../shared), else /work/shared/specs.
+ * The saved spec: AUDIENCEHUB_MAILCHIMP_SPEC when set, else the nearest `shared/specs` beside
+ * the repository or one of its parents (the workplace keeps it at ../shared), else
+ * /work/shared/specs.
  */
 export function specFile(): string {
   if (process.env.AUDIENCEHUB_MAILCHIMP_SPEC) return process.env.AUDIENCEHUB_MAILCHIMP_SPEC;
