@@ -41,7 +41,6 @@ import {
 import {
   boxInGrid,
   findSheet,
-  newSheet,
   readCells,
   resize,
   resolveRange,
@@ -258,7 +257,11 @@ function answerError(e: SheetsApiError): Answer {
   return { status: e.code, body: e.body(), headers: e.headers };
 }
 
-function faultAnswer(fault: Extract<Fault, { kind: 'status' }>, kind: QuotaKind): Answer {
+function faultAnswer(
+  fault: Extract<Fault, { kind: 'status' }>,
+  kind: QuotaKind,
+  q: SheetsQuota,
+): Answer {
   const headers: Record<string, string> = {};
   if (fault.retryAfterSeconds !== undefined)
     headers['retry-after'] = String(fault.retryAfterSeconds);
@@ -271,7 +274,7 @@ function faultAnswer(fault: Extract<Fault, { kind: 'status' }>, kind: QuotaKind)
   }
   const e =
     fault.status === 429
-      ? quotaExceeded(kind, 'user', 60)
+      ? quotaExceeded(kind, 'user', kind === 'Write' ? q.writesPerUser : q.readsPerUser)
       : fault.status === 500
         ? new SheetsApiError('INTERNAL', 'Internal error encountered.')
         : new SheetsApiError('UNAVAILABLE', 'The service is currently unavailable.');
@@ -532,11 +535,9 @@ export async function startSheetsEmulator(
         }
         if (fault?.kind === 'status') {
           record.fault = 'status';
-          record.operation = route(req.method ?? 'GET', url.pathname)?.operation;
-          const answer = faultAnswer(
-            fault,
-            route(req.method ?? 'GET', url.pathname)?.kind ?? 'Write',
-          );
+          const routed = route(req.method ?? 'GET', url.pathname);
+          record.operation = routed?.operation;
+          const answer = faultAnswer(fault, routed?.kind ?? 'Write', quota.quota);
           record.status = answer.status;
           send(res, answer);
           return;
@@ -567,6 +568,9 @@ export async function startSheetsEmulator(
       });
     });
   });
+  // Outlive the client's idle keep-alive sockets (Node's agent drops them after 5 s), so the
+  // client never reuses a socket the server is closing at that moment.
+  server.keepAliveTimeout = 60_000;
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
 
@@ -664,8 +668,9 @@ export async function startSheetsEmulator(
       const ss = book(spreadsheetId);
       const sheet = findSheet(ss, title);
       if (!sheet) throw new Error(`no tab ${title}`);
+      // As in the Sheets UI, the last tab cannot go.
+      if (ss.sheets.length === 1) throw new Error(`${title} is the only tab`);
       ss.sheets.splice(ss.sheets.indexOf(sheet), 1);
-      if (ss.sheets.length === 0) ss.sheets.push(newSheet(ctx.newSheetId(ss), 'Sheet1'));
     },
     renameTab(spreadsheetId, title, newTitle) {
       const sheet = findSheet(book(spreadsheetId), title);
