@@ -31,6 +31,11 @@ export interface HubConfig {
   maxSegmentsPerOwner: number;
   /** When the RFM scores are recomputed: a cron expression in UTC. */
   rfmSchedule: string;
+  /**
+   * The key sealing destination secrets (32 bytes, base64); generated into the data directory
+   * when unset. Every process of one hub must use the same key.
+   */
+  secretKey?: string;
 }
 
 /** GA4's `purchase`/`value` and the Segment e-commerce spec's `Order Completed`/`revenue`. */
@@ -110,6 +115,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): HubConfig {
     foldIntervalMs: positiveInteger(env, 'AUDIENCEHUB_FOLD_INTERVAL_MS', 250),
     maxSegmentsPerOwner: positiveInteger(env, 'AUDIENCEHUB_MAX_SEGMENTS_PER_OWNER', 50),
     rfmSchedule: cron(env, 'AUDIENCEHUB_RFM_SCHEDULE', '15 2 * * *'),
+    secretKey: env.AUDIENCEHUB_SECRET_KEY || undefined,
   };
 }
 

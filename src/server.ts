@@ -11,6 +11,8 @@ import { openDatabase, type Database } from './db/index.ts';
 import { HubError } from './errors.ts';
 import type { Logger } from './log.ts';
 import { startWorker, type Worker } from './jobs/worker.ts';
+import { createSyncDeps } from './sync/deps.ts';
+import type { SyncDeps } from './sync/engine.ts';
 
 /** A running hub. */
 export interface HubHandle {
@@ -60,13 +62,26 @@ export async function startHub(
   const database = await openHubDatabase(config);
   const runWorker = options.worker ?? true;
   let worker: Worker;
+  let sync: SyncDeps;
   try {
-    worker = await startWorker(database, config, log, { runJobs: runWorker, refresh: runWorker });
+    sync = await createSyncDeps(config, log);
+  } catch (error) {
+    await database.close().catch(() => {});
+    throw new StartupError(`cannot load the destination plugins: ${reason(error)}`, {
+      cause: error,
+    });
+  }
+  try {
+    worker = await startWorker(database, config, log, {
+      runJobs: runWorker,
+      refresh: runWorker,
+      sync,
+    });
   } catch (error) {
     await database.close().catch(() => {});
     throw new StartupError(`cannot start the job queue: ${reason(error)}`, { cause: error });
   }
-  const context: HubContext = { db: database.db, config, log, jobs: worker.jobs };
+  const context: HubContext = { db: database.db, config, log, jobs: worker.jobs, sync };
   const server = createAdaptorServer({ fetch: createApp(context).fetch }) as Server;
   try {
     // Bind first: a start that cannot listen creates no credentials, so the next one that

@@ -7,6 +7,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { createApiToken, Role } from '../auth/credentials.ts';
 import { loadConfig, type HubConfig } from '../config.ts';
 import { startWorker } from '../jobs/worker.ts';
+import { createSyncDeps } from '../sync/deps.ts';
 import { createLogger, type Level, type Logger } from '../log.ts';
 import {
   describeDatabase,
@@ -133,7 +134,9 @@ const worker = (config: HubConfig, log: Logger) =>
   untilSignal(log, async () => {
     const database = await openHubDatabase(config);
     try {
-      const running = await startWorker(database, config, log);
+      const running = await startWorker(database, config, log, {
+        sync: await createSyncDeps(config, log),
+      });
       log.info('worker started', { data: describeDatabase(config) });
       return {
         async close() {

@@ -12,6 +12,8 @@ export interface SegmentJobs {
    * null (the run then shows in the segment's computation history).
    */
   requestComputation(segmentId: string, trigger: RunTrigger): Promise<SegmentRun | null>;
+  /** Run a sync soon on a worker (present when a job queue is). */
+  requestSyncRun?(syncId: string, trigger: 'manual' | 'schedule' | 'auto'): Promise<void>;
 }
 
 /** Compute in the caller, before answering. */

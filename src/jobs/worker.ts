@@ -12,23 +12,33 @@
 import PgBoss from 'pg-boss';
 import { sql } from 'drizzle-orm';
 import type { HubConfig } from '../config.ts';
-import { rows, type Database, type Db } from '../db/index.ts';
+import { json, rows, type Database, type Db } from '../db/index.ts';
 import type { Logger } from '../log.ts';
 import { foldNewEvents } from '../profiles/fold.ts';
 import { computeIncrementally, computeSegment, type RunTrigger } from '../segments/compute.ts';
 import { computeRfm } from '../segments/rfm.ts';
 import { nextScheduledRun } from '../segments/store.ts';
+import { runSync, type SyncDeps, type SyncTrigger } from '../sync/engine.ts';
 import type { SegmentJobs } from './index.ts';
 
 const QUEUES = {
   compute: 'segment-compute',
   schedules: 'segment-schedules',
   rfm: 'rfm-scores',
+  sync: 'sync-run',
 } as const;
+
+/** Auto-sync waits this long after a membership change, so a burst of changes is one run. */
+const AUTO_SYNC_DEBOUNCE_SECONDS = 5;
 
 interface ComputeJob {
   segmentId: string;
   trigger: RunTrigger;
+}
+
+interface SyncJob {
+  syncId: string;
+  trigger: SyncTrigger;
 }
 
 /** A running worker. */
@@ -44,6 +54,8 @@ export interface WorkerOptions {
   runJobs?: boolean;
   /** Also run the refresh loop here. */
   refresh?: boolean;
+  /** Plugins and secrets for running syncs; without them, sync jobs wait for a worker that has them. */
+  sync?: SyncDeps;
 }
 
 /**
@@ -86,6 +98,15 @@ export async function startWorker(
     expireInMinutes: 30,
   });
   await boss.createQueue(QUEUES.schedules, { name: QUEUES.schedules, policy: 'singleton' });
+  await boss.createQueue(QUEUES.sync, {
+    name: QUEUES.sync,
+    // One run of a sync queued and one running; a change arriving meanwhile joins the queued one.
+    policy: 'stately',
+    retryLimit: 5,
+    retryDelay: 15,
+    retryBackoff: true,
+    expireInMinutes: 120,
+  });
 
   const jobs: SegmentJobs = {
     async requestComputation(segmentId, trigger) {
@@ -94,7 +115,14 @@ export async function startWorker(
       });
       return null;
     },
+    async requestSyncRun(syncId, trigger) {
+      await boss.send(QUEUES.sync, { syncId, trigger } satisfies SyncJob, {
+        singletonKey: syncId,
+        ...(trigger === 'auto' ? { startAfter: AUTO_SYNC_DEBOUNCE_SECONDS } : {}),
+      });
+    },
   };
+  const afterMembershipChange = (segmentIds: string[]) => queueAutoSyncs(db, jobs, segmentIds);
 
   if (runJobs) {
     await boss.work<ComputeJob>(
@@ -105,6 +133,7 @@ export async function startWorker(
         try {
           const run = await computeSegment(db, segmentId, trigger);
           log.info('segment computed', { segmentId, runId: run.id, size: run.size, trigger });
+          if ((run.entered ?? 0) + (run.exited ?? 0) > 0) await afterMembershipChange([segmentId]);
         } catch (error) {
           // A segment deleted since the job was queued has nothing left to compute.
           if ((error as { status?: number }).status === 404) return;
@@ -114,8 +143,27 @@ export async function startWorker(
     );
     await boss.work(QUEUES.schedules, { pollingIntervalSeconds: 5 }, async () => {
       const queued = await queueDueSchedules(db, jobs);
-      if (queued > 0) log.info('scheduled segment computations queued', { queued });
+      const syncs = await queueDueSyncs(db, jobs);
+      if (queued + syncs > 0) log.info('scheduled work queued', { segments: queued, syncs });
     });
+    if (options.sync) {
+      const deps = options.sync;
+      await boss.work<SyncJob>(
+        QUEUES.sync,
+        { pollingIntervalSeconds: 1, batchSize: 1 },
+        async ([job]) => {
+          const { syncId, trigger } = job!.data;
+          try {
+            const run = await runSync(db, deps, syncId, trigger);
+            log.info('sync run finished', { syncId, runId: run.id, status: run.status });
+          } catch (error) {
+            // Deleted since it was queued: nothing to do. Running elsewhere: retried later.
+            if ((error as { status?: number }).status === 404) return;
+            throw error;
+          }
+        },
+      );
+    }
     await boss.schedule(QUEUES.schedules, '* * * * *', {}, { tz: 'UTC' });
     await boss.createQueue(QUEUES.rfm, { name: QUEUES.rfm, policy: 'singleton' });
     await boss.work(QUEUES.rfm, { pollingIntervalSeconds: 5 }, async () => {
@@ -125,7 +173,10 @@ export async function startWorker(
     await boss.schedule(QUEUES.rfm, config.rfmSchedule, {}, { tz: 'UTC' });
   }
 
-  const refresh = (options.refresh ?? true) ? startRefresh(db, log, config.foldIntervalMs) : null;
+  const refresh =
+    (options.refresh ?? true)
+      ? startRefresh(db, log, config.foldIntervalMs, afterMembershipChange)
+      : null;
   return {
     jobs,
     async stop() {
@@ -183,8 +234,51 @@ export async function refreshRfmScores(
   return { scored, segments: dependent.length };
 }
 
+/** Queue a run of every auto-sync sending one of `segmentIds` (debounced by the queue). */
+export async function queueAutoSyncs(
+  db: Db,
+  jobs: SegmentJobs,
+  segmentIds: string[],
+): Promise<number> {
+  if (segmentIds.length === 0 || !jobs.requestSyncRun) return 0;
+  const due = await rows<{ id: string }>(
+    db,
+    sql`select id from syncs where auto_sync
+          and segment_id in (select x::uuid from json_array_elements_text(${json(segmentIds)}) x)`,
+  );
+  for (const s of due) await jobs.requestSyncRun(s.id, 'auto');
+  return due.length;
+}
+
+/** Queue every sync whose schedule has fallen due, and set when it falls due next. */
+export async function queueDueSyncs(db: Db, jobs: SegmentJobs, now = new Date()): Promise<number> {
+  if (!jobs.requestSyncRun) return 0;
+  const due = await db.transaction(async (tx) => {
+    const found = await rows<{ id: string; schedule: string }>(
+      tx,
+      sql`select id, schedule from syncs
+          where schedule is not null and next_run_at <= ${now.toISOString()}::timestamptz
+          for update skip locked`,
+    );
+    for (const s of found) {
+      await tx.execute(
+        sql`update syncs set next_run_at = ${nextScheduledRun(s.schedule, now).toISOString()}
+            where id = ${s.id}`,
+      );
+    }
+    return found;
+  });
+  for (const s of due) await jobs.requestSyncRun!(s.id, 'schedule');
+  return due.length;
+}
+
 /** The refresh loop: fold, then compute incrementally; again at once while work is waiting. */
-export function startRefresh(db: Db, log: Logger, intervalMs: number) {
+export function startRefresh(
+  db: Db,
+  log: Logger,
+  intervalMs: number,
+  afterMembershipChange: (segmentIds: string[]) => Promise<unknown> = async () => {},
+) {
   let stopped = false;
   let wake: (() => void) | undefined;
   let timer: NodeJS.Timeout | undefined;
@@ -198,6 +292,9 @@ export function startRefresh(db: Db, log: Logger, intervalMs: number) {
       try {
         const folded = await foldNewEvents(db);
         const computed = await computeIncrementally(db);
+        if (computed.changedSegments.length > 0) {
+          await afterMembershipChange(computed.changedSegments);
+        }
         if (!folded.more && !computed.more) await pause(intervalMs);
       } catch (error) {
         log.error('refreshing computed traits and segments failed; retrying', {

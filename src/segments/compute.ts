@@ -247,6 +247,8 @@ export interface IncrementalResult {
   /** Membership changes across all dynamic segments. */
   entered: number;
   exited: number;
+  /** The segments whose membership changed. */
+  changedSegments: string[];
 }
 
 /**
@@ -276,7 +278,14 @@ export async function computeIncrementally(
             (select position from event_cursors where name = 'computed-traits') as folded
           from event_cursors c where c.name = ${INCREMENTAL_CURSOR} for update skip locked`,
     );
-    const none = { events: 0, profiles: 0, entered: 0, exited: 0, more: false };
+    const none = {
+      events: 0,
+      profiles: 0,
+      entered: 0,
+      exited: 0,
+      changedSegments: [],
+      more: false,
+    };
     // Locked: another process is computing incrementally.
     if (!cursor) return none;
     const from = Number(cursor.from);
@@ -296,7 +305,9 @@ export async function computeIncrementally(
       profiles: ids.length,
       entered: 0,
       exited: 0,
+      changedSegments: [],
     };
+    const changedSegments = new Set<string>();
     if (ids.length > 0) {
       const segments = await rows<SegmentRow>(
         tx,
@@ -307,9 +318,13 @@ export async function computeIncrementally(
         const changed = await computeForProfiles(tx, segment, ids);
         result.entered += changed.entered;
         result.exited += changed.exited;
+        if (changed.entered + changed.exited > 0) changedSegments.add(segment.id);
       }
-      result.exited += await removeMergedAway(tx, ids);
+      const gone = await removeMergedAway(tx, ids);
+      result.exited += gone.length;
+      gone.forEach((id) => changedSegments.add(id));
     }
+    result.changedSegments = [...changedSegments].sort();
     await tx.execute(
       sql`update event_cursors set position = ${to}, updated_at = now()
           where name = ${INCREMENTAL_CURSOR}`,
@@ -347,7 +362,7 @@ async function computeForProfiles(tx: Db, segment: SegmentRow, ids: string[]) {
  * Profiles merged into one of `survivors` leave every segment they were in (the survivor is
  * evaluated in their place). Recorded as exits without a run.
  */
-async function removeMergedAway(tx: Db, survivors: string[]): Promise<number> {
+async function removeMergedAway(tx: Db, survivors: string[]): Promise<string[]> {
   const removed = await rows<{ segment_id: string }>(
     tx,
     sql`with gone as (
@@ -366,7 +381,8 @@ async function removeMergedAway(tx: Db, survivors: string[]): Promise<number> {
   for (const segmentId of new Set(removed.map((r) => r.segment_id))) {
     await refreshSize(tx, segmentId);
   }
-  return removed.length;
+  // One entry per membership removed: the caller counts them and collects the segments.
+  return removed.map((r) => r.segment_id);
 }
 
 /** A run, by id. */
