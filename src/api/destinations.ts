@@ -25,7 +25,7 @@ export const DestinationPluginInfo = z
     description: z.string().nullable(),
     config: z.record(z.string(), z.unknown()).openapi({
       description:
-        'The JSON Schema of `config` (as sent: defaults optional). Secret fields are `writeOnly` with `format: password`: stored encrypted, never returned.',
+        'The JSON Schema of `config` (as sent: defaults optional). Secret fields are `writeOnly` (strings also `format: password`): stored encrypted, never returned.',
     }),
     secrets: z.array(z.string()).openapi({ description: 'The names of the secret fields.' }),
     limits: z
@@ -189,7 +189,8 @@ function describePlugin(plugin: DestinationPlugin): DestinationPluginInfo {
       if (node['audiencehub.secret'] === true) {
         delete node['audiencehub.secret'];
         node.writeOnly = true;
-        node.format = 'password';
+        // `format` only speaks of strings; a secret map (of headers, say) is write-only only.
+        if (node.type === 'string') node.format = 'password';
       }
     },
   }) as Record<string, unknown>;

@@ -24,6 +24,7 @@ function vaultPlugin() {
       account: z.string().min(3),
       apiKey: secret(z.string().min(8)),
       region: z.enum(['eu', 'us']).default('eu'),
+      headers: secret(z.record(z.string(), z.string())).optional(),
     }),
     limits: { batchSize: 50, concurrency: 2 }, // small, like a modest CRM
     check: async ({ config }) => {
@@ -102,7 +103,7 @@ describe(`Destinations API (${driver})`, () => {
           name: 'vault',
           title: 'Vault CRM',
           description: 'An in-memory CRM for tests.',
-          secrets: ['apiKey'],
+          secrets: ['apiKey', 'headers'],
           limits: { batchSize: 50, concurrency: 2 },
           config: {
             type: 'object',
@@ -110,6 +111,13 @@ describe(`Destinations API (${driver})`, () => {
               account: { type: 'string', minLength: 3 },
               apiKey: { type: 'string', minLength: 8, writeOnly: true, format: 'password' },
               region: { type: 'string', enum: ['eu', 'us'], default: 'eu' },
+              // `format` speaks only of strings: a secret map is write-only, no more.
+              headers: {
+                type: 'object',
+                propertyNames: { type: 'string' },
+                additionalProperties: { type: 'string' },
+                writeOnly: true,
+              },
             },
             required: ['account', 'apiKey'],
           },
