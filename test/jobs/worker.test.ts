@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sql } from 'drizzle-orm';
 import type { Principal } from '../../src/auth/credentials.ts';
@@ -14,20 +15,31 @@ import {
 import { silentLogger } from '../../src/log.ts';
 import { computeSegment, listRuns, type RunTrigger } from '../../src/segments/compute.ts';
 import { createSegment } from '../../src/segments/store.ts';
+import { secretBox } from '../../src/destinations/secrets.ts';
+import { createDestination } from '../../src/destinations/store.ts';
+import type { SyncDeps } from '../../src/sync/engine.ts';
+import { createRegistry } from '../../src/sync/registry.ts';
+import { createSync, setAutoSync } from '../../src/sync/store.ts';
 import { driver, testDatabase } from '../support/db.ts';
+import { memoryDestination } from '../support/destinations.ts';
 import { profileOf, send } from '../support/ingest.ts';
 
 let database: Database;
 let db: Db;
 let config: HubConfig;
 let worker: Worker;
+let syncDeps: SyncDeps;
+const memory = memoryDestination();
 const owner: Principal = { tokenId: uuidv7(), name: 'marketer', role: 'marketer' };
 
 beforeAll(async () => {
   database = await testDatabase();
   db = database.db;
   config = testConfig({ foldIntervalMs: 50, databaseUrl: await databaseUrl() });
-  worker = await startWorker(database, config, silentLogger);
+  const registry = createRegistry();
+  registry.register(memory.plugin);
+  syncDeps = { registry, box: secretBox(randomBytes(32)), log: silentLogger };
+  worker = await startWorker(database, config, silentLogger, { sync: syncDeps });
 });
 afterAll(async () => {
   await worker.stop();
@@ -194,4 +206,45 @@ describe(`RFM scores (${driver})`, () => {
     );
     expect(scores).toEqual([{ m: 5 }]);
   });
+});
+
+describe(`auto-sync (${driver})`, () => {
+  it('sends new members to the destination soon after they enter the segment', async () => {
+    const admin = { ...owner, role: 'admin' as const };
+    const segment = await newSegment({ trait: { name: 'newsletter', op: 'eq', value: true } });
+    await computeSegment(db, segment.id, 'create');
+    const destination = await createDestination(db, syncDeps, admin, {
+      name: 'memory',
+      plugin: 'memory',
+      config: { apiKey: 'sk-test-0001' },
+    });
+    const sync = await createSync(db, syncDeps, admin, {
+      segmentId: segment.id,
+      destinationId: destination.id,
+      mode: 'mirror',
+      mapping: [{ from: 'trait:email', to: 'email' }],
+    });
+    await setAutoSync(db, admin, sync.id, true);
+
+    await send(db, config, [
+      {
+        type: 'identify',
+        userId: 'reader',
+        traits: { email: 'reader@example.com', newsletter: true },
+      },
+    ]);
+    // The refresh loop puts the reader in the segment, the change queues the sync (after its
+    // debounce), and the worker runs it.
+    const held = await until(
+      async () => memory.held.has('reader@example.com'),
+      (yes) => yes,
+      30_000,
+    );
+    expect(held).toBe(true);
+    const [run] = await rows<{ trigger: string; status: string; added: number }>(
+      db,
+      sql`select trigger, status, added from sync_runs where sync_id = ${sync.id}`,
+    );
+    expect(run).toEqual({ trigger: 'auto', status: 'succeeded', added: 1 });
+  }, 60_000);
 });
