@@ -1,17 +1,10 @@
 /**
  * What can be mapped: anything. A webhook body is free-form JSON, so every mapping target is
- * sent under its own name; the list below is only what the mapping screen suggests first.
- * None is required and none is the identifier: every row carries the profile id as `id`.
+ * sent under its own name. An empty list is how a plugin says so: the hub then accepts any field
+ * name in a sync's mapping (src/sync/store.ts, checkMapping). Every row carries the profile id as
+ * `id` besides its fields, so no field has to identify it.
  */
-import type { DestinationField, DestinationFields } from 'audiencehub/sdk';
+import type { DestinationFields } from 'audiencehub/sdk';
 import type { WebhookConfig } from './client.ts';
 
-export const SUGGESTED_FIELDS: DestinationField[] = [
-  { key: 'email', label: 'Email address', type: 'string' },
-  { key: 'phone', label: 'Phone number', type: 'string' },
-  { key: 'user_id', label: 'User id', type: 'string' },
-  { key: 'first_name', label: 'First name', type: 'string' },
-  { key: 'last_name', label: 'Last name', type: 'string' },
-];
-
-export const fields: DestinationFields<WebhookConfig> = async () => SUGGESTED_FIELDS;
+export const fields: DestinationFields<WebhookConfig> = async () => [];

@@ -459,15 +459,7 @@ describe('webhook destination', () => {
     });
   });
 
-  it('suggests common fields, none required: any mapped name is sent', async () => {
-    const fields = await webhook.fields({ config: configOf() }, context());
-    expect(fields.map((f) => f.key)).toEqual([
-      'email',
-      'phone',
-      'user_id',
-      'first_name',
-      'last_name',
-    ]);
-    expect(fields.some((f) => f.required || f.identifier)).toBe(false);
+  it('takes any field: an empty list lets a mapping name its fields freely', async () => {
+    expect(await webhook.fields({ config: configOf() }, context())).toEqual([]);
   });
 });
