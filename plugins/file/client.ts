@@ -10,7 +10,7 @@
  */
 import { createHash } from 'node:crypto';
 import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import {
   ConfigError,
   TransientError,
@@ -141,6 +141,16 @@ async function syncFolder(path: string): Promise<void> {
   }
 }
 
+/** Create a folder and those above it, durably: each new entry's parent is fsynced. */
+async function makeFolder(path: string): Promise<void> {
+  const first = await mkdir(path, { recursive: true });
+  if (first === undefined) return;
+  for (let folder = path; ; folder = dirname(folder)) {
+    await syncFolder(dirname(folder));
+    if (folder === first) break;
+  }
+}
+
 /** Replace `path` with `content` whole: temp file, fsync, rename, fsync the folder. */
 export async function writeAtomically(path: string, content: string): Promise<void> {
   const temp = `${path}.tmp`;
@@ -152,7 +162,7 @@ export async function writeAtomically(path: string, content: string): Promise<vo
     await handle.close();
   }
   await rename(temp, path);
-  await syncFolder(resolve(path, '..'));
+  await syncFolder(dirname(path));
 }
 
 /** Buffered writes to a new file, fsynced on close. */
@@ -317,7 +327,7 @@ function parseEntry(text: string): JournalEntry | undefined {
  * are skipped.
  */
 export async function openState(paths: SyncPaths, log: PluginContext['log']): Promise<SyncState> {
-  await mkdir(paths.stateDir, { recursive: true });
+  await makeFolder(paths.stateDir);
   for (const name of await readdir(paths.stateDir)) {
     if (name.endsWith('.tmp')) await rm(join(paths.stateDir, name), { force: true });
   }
