@@ -30,6 +30,12 @@ export {
 } from './destination.ts';
 export { ConfigError, TransientError, VendorError, isTransient } from './errors.ts';
 export {
+  destinationConformance,
+  type ConformanceCheck,
+  type ConformanceTarget,
+  type FaultInjector,
+} from './conformance.ts';
+export {
   classifyHttpFailure,
   createHttpClient,
   retryAfterMs,
