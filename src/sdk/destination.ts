@@ -78,6 +78,7 @@ export type CheckResult = { ok: true } | { ok: false; reason: string };
 
 export type DestinationCheck<C> = (args: { config: C }, ctx: PluginContext) => Promise<CheckResult>;
 
+/** The fields a destination offers; an empty list means it takes any field name. */
 export type DestinationFields<C> = (
   args: { config: C },
   ctx: PluginContext,
@@ -85,6 +86,12 @@ export type DestinationFields<C> = (
 
 /** Make the destination ready for a sync (create a tag, a tab, missing fields…); idempotent. */
 export type DestinationPrepare<C> = (
+  args: { config: C; sync: SyncInfo },
+  ctx: PluginContext,
+) => Promise<void>;
+
+/** Called once after a run's last batch (e.g. to publish what the batches staged); idempotent. */
+export type DestinationFinish<C> = (
   args: { config: C; sync: SyncInfo },
   ctx: PluginContext,
 ) => Promise<void>;
@@ -115,6 +122,7 @@ export interface DestinationPlugin<C = unknown> {
   fields: DestinationFields<C>;
   prepare?: DestinationPrepare<C>;
   sync: DestinationSync<C>;
+  finish?: DestinationFinish<C>;
 }
 
 /**

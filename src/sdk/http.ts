@@ -148,6 +148,8 @@ export function createHttpClient(options: HttpClientOptions): HttpClient {
     validateStatus: () => true,
     // Our own retries; no proxy from the environment between a plugin and its service.
     proxy: false,
+    // A redirect would turn a POST into a GET and may carry credentials elsewhere: surface it.
+    maxRedirects: 0,
     maxBodyLength: Infinity,
     maxContentLength: Infinity,
   });
@@ -185,7 +187,7 @@ export function createHttpClient(options: HttpClientOptions): HttpClient {
           const headers = Object.fromEntries(
             Object.entries(res.headers).map(([k, v]) => [k.toLowerCase(), String(v)]),
           );
-          if (res.status < 400) return { status: res.status, headers, data: res.data };
+          if (res.status < 300) return { status: res.status, headers, data: res.data };
           failure = classifyHttpFailure(options.vendor, {
             method: request.method,
             url: `${options.baseUrl}${request.path}`,
@@ -197,7 +199,15 @@ export function createHttpClient(options: HttpClientOptions): HttpClient {
           if (options.signal?.aborted) throw aborted();
           const code = (error as { code?: string }).code ?? '';
           if (!NETWORK_CODES.has(code) && !/socket hang up|ECONNRESET/i.test(String(error))) {
-            throw error;
+            // Never let the transport's own error out: it carries the request, headers included.
+            throw new VendorError(
+              `${options.vendor}: ${request.method} ${withoutQuery(`${options.baseUrl}${request.path}`)} failed: ${code || (error instanceof Error ? error.message.split('\n')[0] : 'unknown error')}`,
+              {
+                method: request.method,
+                url: withoutQuery(`${options.baseUrl}${request.path}`),
+                status: 0,
+              },
+            );
           }
           failure = new TransientError(
             `${options.vendor} could not be reached for ${request.method} ${withoutQuery(`${options.baseUrl}${request.path}`)}: ${code || 'connection lost'}`,

@@ -19,6 +19,7 @@ export {
   type DestinationCheck,
   type DestinationField,
   type DestinationFields,
+  type DestinationFinish,
   type DestinationLimits,
   type DestinationPlugin,
   type DestinationPrepare,

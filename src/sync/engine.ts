@@ -114,9 +114,11 @@ export async function loadSync(db: Db, deps: SyncDeps, syncId: string): Promise<
     mapping: row.mapping,
     plugin,
     config: parsed.data,
-    secretValues: Object.values(secrets).filter(
-      (v): v is string => typeof v === 'string' && v.length >= 4,
-    ),
+    // Every string inside the secret fields, records of headers included.
+    secretValues: JSON.stringify(secrets)
+      .match(/"(?:[^"\\]|\\.)*"/g)!
+      .map((quoted) => JSON.parse(quoted) as string)
+      .filter((v) => v.length >= 4 && !Object.hasOwn(secrets, v)),
   };
 }
 
@@ -358,6 +360,7 @@ export async function runSync(
     }
     await Promise.all(pending);
     if (failure !== undefined) throw failure;
+    await sync.plugin.finish?.({ config: sync.config, sync: info }, ctx);
     const status = counts.rejected + counts.retried > 0 ? 'partial' : 'succeeded';
     await finishRun(db, runId, status, counts, null);
   } catch (error) {

@@ -72,8 +72,10 @@ function validate(candidate: unknown, origin: string): DestinationPlugin {
   for (const method of ['check', 'fields', 'sync'] as const) {
     if (typeof p[method] !== 'function') throw problem(`has no ${method}() method`);
   }
-  if (p.prepare !== undefined && typeof p.prepare !== 'function') {
-    throw problem('prepare is not a function');
+  for (const optional of ['prepare', 'finish'] as const) {
+    if (p[optional] !== undefined && typeof p[optional] !== 'function') {
+      throw problem(`${optional} is not a function`);
+    }
   }
   if (p.limitKey !== undefined && typeof p.limitKey !== 'function') {
     throw problem('limitKey is not a function');

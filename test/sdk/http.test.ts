@@ -159,3 +159,20 @@ describe('secret config fields', () => {
     expect(secretKeys(schema).sort()).toEqual(['apiKey', 'signingKey', 'token']);
   });
 });
+
+describe('the SDK HTTP client on redirects', () => {
+  it('does not follow them, so a POST never turns into a GET elsewhere', async () => {
+    script = [
+      (_req, res) => {
+        res.writeHead(302, { location: `${baseUrl}/elsewhere` });
+        res.end();
+      },
+    ];
+    const failure = await client()
+      .request({ method: 'POST', path: '/moved', body: { a: 1 } })
+      .catch((e: unknown) => e);
+    expect(failure).toBeInstanceOf(VendorError);
+    expect((failure as VendorError).request.status).toBe(302);
+    expect(seen.map((s) => `${s.method} ${s.url}`)).toEqual(['POST /moved']);
+  });
+});
