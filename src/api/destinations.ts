@@ -14,7 +14,7 @@ import { secretKeys, type DestinationPlugin } from '../sdk/destination.ts';
 import type { SyncDeps } from '../sync/engine.ts';
 import { bearerSecurity, requireRole, rolesNote, type ApiEnv } from './auth.ts';
 import { IdParam } from './params.ts';
-import { problemResponses, validationHook } from './problem.ts';
+import { inBody, problemResponses, validationHook } from './problem.ts';
 
 const Time = z.iso.datetime();
 
@@ -146,26 +146,6 @@ const remove = createRoute({
     ...problemResponses(401, 403, 404, 409, 503),
   },
 });
-
-/**
- * Field errors from domain code name fields as the body holds them (`config.apiKey`); the API
- * names body fields under `body`, as its validation does.
- */
-export async function inBody<T>(work: Promise<T>): Promise<T> {
-  try {
-    return await work;
-  } catch (error) {
-    if (!(error instanceof HubError) || !error.errors) throw error;
-    throw new HubError(
-      error.status,
-      error.code,
-      error.title,
-      error.detail,
-      error.errors.map((e) => ({ ...e, field: `body.${e.field}` })),
-      error.extra,
-    );
-  }
-}
 
 /** The sync deps of the hub, or a 503 when it was started without them. */
 export function syncDepsOf(ctx: HubContext): SyncDeps {

@@ -206,3 +206,26 @@ export function redact(error: unknown, depth = 0): Record<string, unknown> {
     ...(error.cause && depth < 3 ? { cause: redact(error.cause, depth + 1) } : {}),
   };
 }
+
+/**
+ * Run a domain call whose field errors name fields of the request body, and name them as the
+ * API does (`body.<field>`).
+ *
+ * @example
+ * const segment = await inBody(createSegment(db, principal, input, limits));
+ */
+export async function inBody<T>(work: Promise<T>): Promise<T> {
+  try {
+    return await work;
+  } catch (error) {
+    if (!(error instanceof HubError) || !error.errors) throw error;
+    throw new HubError(
+      error.status,
+      error.code,
+      error.title,
+      error.detail,
+      error.errors.map((e) => ({ ...e, field: `body.${e.field}` })),
+      error.extra,
+    );
+  }
+}

@@ -33,7 +33,7 @@ import {
 } from '../segments/store.ts';
 import { bearerSecurity, requireRole, rolesNote, type ApiEnv } from './auth.ts';
 import { IdParam, Limit, cursorOf, pageOf, toPage } from './params.ts';
-import { problemResponses, redact, validationHook } from './problem.ts';
+import { inBody, problemResponses, redact, validationHook } from './problem.ts';
 
 const Time = z.iso.datetime();
 const Count = z.number().int();
@@ -457,26 +457,6 @@ const stats = createRoute({
   },
   responses: { 200: json(SegmentStats, 'The stats'), ...problemResponses(400, 401, 404) },
 });
-
-/**
- * Field errors from domain code name fields as the body holds them (`name`, `rules.all[0]…`);
- * the API names body fields under `body`, as its validation does.
- */
-async function inBody<T>(work: Promise<T>): Promise<T> {
-  try {
-    return await work;
-  } catch (error) {
-    if (!(error instanceof HubError) || !error.errors) throw error;
-    throw new HubError(
-      error.status,
-      error.code,
-      error.title,
-      error.detail,
-      error.errors.map((e) => ({ ...e, field: `body.${e.field}` })),
-      error.extra,
-    );
-  }
-}
 
 /** The template a segment is created from, whose rules it takes when it brings none. */
 function withTemplate(input: CreateSegment): CreateSegment {

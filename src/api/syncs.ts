@@ -17,9 +17,9 @@ import {
   updateSync,
 } from '../sync/store.ts';
 import { bearerSecurity, requireRole, rolesNote, type ApiEnv } from './auth.ts';
-import { inBody, syncDepsOf } from './destinations.ts';
+import { syncDepsOf } from './destinations.ts';
 import { IdParam, Limit, cursorOf, pageOf, toPage } from './params.ts';
-import { problemResponses, validationHook } from './problem.ts';
+import { inBody, problemResponses, validationHook } from './problem.ts';
 
 const Time = z.iso.datetime();
 const Count = z.number().int();

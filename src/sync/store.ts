@@ -9,7 +9,7 @@ import { recordAudit } from '../audit.ts';
 import { rows, withRetry, type Db } from '../db/index.ts';
 import { badRequest, HubError, notFound } from '../errors.ts';
 import { uuidv7 } from '../ids.ts';
-import { nextScheduledRun } from '../segments/store.ts';
+import { nextScheduledRun, visibleTo } from '../segments/store.ts';
 import { pluginContext, type SyncDeps } from './engine.ts';
 import { lockSegments, referencedSegments } from './locks.ts';
 import { Mapping, mappingProblems } from './mapping.ts';
@@ -144,9 +144,10 @@ export async function createSync(
   principal: Principal,
   input: CreateSync,
 ): Promise<Sync> {
+  // A segment the caller may not see is not there for them: no hint that the id exists.
   const [segment] = await rows<{ visibility: string }>(
     db,
-    sql`select visibility from segments where id = ${input.segmentId}`,
+    sql`select visibility from segments s where s.id = ${input.segmentId} and ${visibleTo(principal)}`,
   );
   if (!segment) {
     throw badRequest(`No segment with id ${input.segmentId}.`, [
