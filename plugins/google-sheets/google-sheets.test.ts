@@ -91,7 +91,7 @@ const configFor = (spreadsheetId: string, extra: Partial<SheetsConfig> = {}) => 
 async function setUp(
   options: {
     mode?: 'mirror' | 'upsert';
-    tabs?: Parameters<SheetsEmulator['createSpreadsheet']>[0]['tabs'];
+    tabs?: NonNullable<Parameters<SheetsEmulator['createSpreadsheet']>[0]>['tabs'];
     mapping?: { from: string; to: string }[];
     config?: Partial<SheetsConfig>;
   } = {},
@@ -222,7 +222,7 @@ describe(`the Google Sheets destination (${driver})`, () => {
       ['p2@example.com', 'team'],
       ['p3@example.com', 'pro'],
     ]);
-    expect(writes().some((r) => r.body?.includes('deleteDimension'))).toBe(false);
+    expect(emulator.tabs(s.spreadsheetId).find((t) => t.title === s.tab)?.rowCount).toBe(4);
   });
 
   it('keeps every request body under 2 MB', async () => {
@@ -237,6 +237,7 @@ describe(`the Google Sheets destination (${driver})`, () => {
       Array.from({ length: 100 }, (_, n) => person(n, 'pro', wide(n))),
     );
     const s = await setUp({
+      config: { quotaWaitMs: 400 },
       mapping: [
         { from: 'identity:email', to: 'email' },
         { from: 'trait:a', to: 'a' },
@@ -245,11 +246,20 @@ describe(`the Google Sheets destination (${driver})`, () => {
       ],
     });
     await s.refresh();
-    expect(await s.run()).toMatchObject({ status: 'succeeded', added: 100 });
+    // Two writes a window: the tab and the first chunk pass, the second chunk is refused; the
+    // retried batch must neither duplicate the first chunk's rows nor lose any.
+    emulator.setQuota({ writesPerUser: 2, windowMs: 300 });
+    try {
+      expect(await s.run()).toMatchObject({ status: 'succeeded', added: 100 });
+    } finally {
+      emulator.setQuota({ writesPerUser: 60, windowMs: 60_000 });
+    }
+    expect(emulator.requests.some((r) => r.status === 429)).toBe(true);
     const bodies = writes().map((r) => r.bodyBytes);
     expect(bodies.length).toBeGreaterThanOrEqual(3); // the tab, then at least two chunks
     expect(Math.max(...bodies)).toBeLessThan(2_000_000);
     expect(s.rowsOf()).toHaveLength(100);
+    expect(new Set(s.emails()).size).toBe(100);
     expect(s.rowsOf().every((r) => String(r[2]).length === 9000)).toBe(true);
   });
 

@@ -408,7 +408,14 @@ export const sync: DestinationSync<SheetsConfig> = async ({ config, sync, batch 
         ),
       );
     }
-    await write(config, `write ${chunk.length} rows to tab "${theTab.title}"`, requests);
+    try {
+      await write(config, `write ${chunk.length} rows to tab "${theTab.title}"`, requests);
+    } catch (error) {
+      // A write whose answer was lost may have been applied: the retry reads column A again
+      // rather than trust an index that may be one chunk behind (and append those rows twice).
+      tabs.delete(sync.id);
+      throw error;
+    }
     commitDeletes(theTab, deleted);
     theTab.rowCount += grow;
     added.forEach((a, i) => theTab.rows.set(a.id, start + i));
