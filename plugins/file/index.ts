@@ -22,4 +22,6 @@ export default defineDestination<FileConfig>({
   fields,
   prepare,
   sync,
+  // What prepare does on the next run (render the file from its journal), done at once instead.
+  finish: prepare,
 });

@@ -9,7 +9,6 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { secretKeys, type PluginContext } from 'audiencehub/sdk';
 // The engine and the hub's stores are what drive a plugin in production; this suite drives the
 // plugin through them, as test/sync/engine.test.ts does (plugin code itself imports only the SDK).
-/* eslint-disable no-restricted-imports */
 import type { Principal } from '../../src/auth/credentials.ts';
 import { testConfig } from '../../src/config.ts';
 import type { Database, Db } from '../../src/db/index.ts';
@@ -23,7 +22,6 @@ import { createSegment } from '../../src/segments/store.ts';
 import { runSync, type SyncDeps } from '../../src/sync/engine.ts';
 import { createRegistry } from '../../src/sync/registry.ts';
 import { createSync } from '../../src/sync/store.ts';
-/* eslint-enable no-restricted-imports */
 import { startSheetsEmulator, type SheetsEmulator } from '../../test/emulators/sheets/index.ts';
 import { driver, testDatabase } from '../../test/support/db.ts';
 import { send } from '../../test/support/ingest.ts';

@@ -8,7 +8,6 @@ import {
   type SyncInfo,
   type SyncRow,
 } from 'audiencehub/sdk';
-/* eslint-disable no-restricted-imports -- the engine suite runs the real sync engine and database */
 import type { Principal } from '../../src/auth/credentials.ts';
 import { testConfig } from '../../src/config.ts';
 import type { Database, Db } from '../../src/db/index.ts';
@@ -22,7 +21,6 @@ import { createSegment } from '../../src/segments/store.ts';
 import { runSync, type SyncDeps } from '../../src/sync/engine.ts';
 import { createRegistry } from '../../src/sync/registry.ts';
 import { createSync } from '../../src/sync/store.ts';
-/* eslint-enable no-restricted-imports */
 import {
   startMailchimpEmulator,
   type MailchimpEmulator,
