@@ -438,7 +438,19 @@ async function sendBatch(
         return batch.map((r) => ({ id: r.id, status: 'retry', reason: error.message }));
       }
       const waitMs = error.retryAfterMs ?? Math.min(30_000, 1000 * 2 ** (attempt - 1));
-      await new Promise((resolve) => setTimeout(resolve, waitMs));
+      // A stopped run does not sit out the wait.
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, waitMs);
+        ctx.signal.addEventListener(
+          'abort',
+          () => {
+            clearTimeout(timer);
+            resolve();
+          },
+          { once: true },
+        );
+      });
+      if (ctx.signal.aborted) throw error;
     }
   }
 }
