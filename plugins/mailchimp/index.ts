@@ -19,6 +19,8 @@ export default defineDestination<MailchimpConfig>({
   },
   // Hashed: the key itself never sits in the engine's queue map.
   limitKey: (config) => createHash('sha256').update(config.apiKey).digest('hex'),
+  // A mapped merge tag the audience lacks is created as a text merge field.
+  acceptsNewFields: true,
   check,
   fields,
   prepare,

@@ -120,6 +120,11 @@ export interface DestinationPlugin<C = unknown> {
   limitKey?: (config: C) => string;
   check: DestinationCheck<C>;
   fields: DestinationFields<C>;
+  /**
+   * Mappings may also name fields `fields` does not list yet: the plugin creates them (e.g.
+   * Mailchimp merge fields) in `prepare` or its first batch.
+   */
+  acceptsNewFields?: boolean;
   prepare?: DestinationPrepare<C>;
   sync: DestinationSync<C>;
   finish?: DestinationFinish<C>;

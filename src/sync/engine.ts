@@ -149,6 +149,7 @@ export interface SyncPlan {
 function diffQuery(
   sync: Pick<LoadedSync, 'id' | 'segmentId' | 'mode' | 'mapping'>,
   after: string | null,
+  limit = PAGE,
 ) {
   const from = after === null ? sql`true` : sql`m.profile_id > ${after}::uuid`;
   return sql`
@@ -160,7 +161,7 @@ function diffQuery(
     where m.segment_id = ${sync.segmentId} and ${from}
       and (s.profile_id is null or s.values is distinct from v.fields)
     order by m.profile_id
-    limit ${PAGE}`;
+    limit ${limit}`;
 }
 
 /** Ledger rows of profiles no longer in the segment (or merged away, or erased). */
@@ -259,8 +260,8 @@ export async function planSync(
   const samples: SyncPlan['samples'] = [];
   const wanted = options.samples ?? 10;
   if (wanted > 0) {
-    const page = await rows<DiffRow>(db, diffQuery(sync, null));
-    for (const r of page.slice(0, wanted)) {
+    const page = await rows<DiffRow>(db, diffQuery(sync, null, wanted));
+    for (const r of page) {
       samples.push({
         action: r.state === 'ok' ? 'update' : 'add',
         profileId: r.profile_id,

@@ -101,7 +101,7 @@ async function checkMapping(db: Db, deps: SyncDeps, destinationId: string, mappi
   const known = new Map(fields.map((f) => [f.key, f]));
   const errors: { field: string; message: string }[] = [];
   mapping.forEach((entry, i) => {
-    if (!known.has(entry.to)) {
+    if (!known.has(entry.to) && !sync.plugin.acceptsNewFields) {
       errors.push({
         field: `mapping[${i}].to`,
         message: `${sync.plugin.title} has no field "${entry.to}" (it has ${[...known.keys()].join(', ')})`,

@@ -253,3 +253,52 @@ describe(`the sync engine (${driver})`, () => {
     expect(old).toMatchObject({ status: 'failed', error: expect.stringMatching(/interrupted/) });
   });
 });
+
+describe(`mappings (${driver})`, () => {
+  it('name only fields the destination offers, unless it creates new ones', async () => {
+    const segment = await createSegment(
+      db,
+      admin,
+      {
+        name: 'm',
+        description: '',
+        type: 'dynamic',
+        visibility: 'shared',
+        rules: { trait: { name: 'x', op: 'exists' } },
+      },
+      { maxPerOwner: 50 },
+    );
+    const destination = await createDestination(db, deps, admin, {
+      name: 'closed',
+      plugin: 'memory',
+      config: { apiKey: 'sk-live-9f8e7d' },
+    });
+    const mapping = [
+      { from: 'identity:email', to: 'email' },
+      { from: 'trait:nickname', to: 'nickname' },
+    ];
+    await expect(
+      createSync(db, deps, admin, {
+        segmentId: segment.id,
+        destinationId: destination.id,
+        mode: 'mirror',
+        mapping,
+      }),
+    ).rejects.toMatchObject({ status: 400, errors: [{ field: 'mapping[1].to' }] });
+
+    deps.registry.register({ ...memory.plugin, name: 'memory-open', acceptsNewFields: true });
+    const open = await createDestination(db, deps, admin, {
+      name: 'open',
+      plugin: 'memory-open',
+      config: { apiKey: 'sk-live-9f8e7d' },
+    });
+    await expect(
+      createSync(db, deps, admin, {
+        segmentId: segment.id,
+        destinationId: open.id,
+        mode: 'mirror',
+        mapping,
+      }),
+    ).resolves.toMatchObject({ mapping });
+  });
+});
