@@ -12,7 +12,7 @@
  * worker, through a lease on the sync's row.
  */
 import PQueue from 'p-queue';
-import { sql } from 'drizzle-orm';
+import { sql, type SQL } from 'drizzle-orm';
 import { json, rows, type Db } from '../db/index.ts';
 import type { SecretBox } from '../destinations/secrets.ts';
 import { HubError, notFound } from '../errors.ts';
@@ -151,14 +151,17 @@ function diffQuery(
   after: string | null,
   limit = PAGE,
 ) {
-  const from = after === null ? sql`true` : sql`m.profile_id > ${after}::uuid`;
+  // The page's lower bound on every table: the planner does not carry it across the joins, and
+  // without it each page would merge-join from the first profile (quadratic over a run).
+  const from = (column: SQL) => (after === null ? sql`true` : sql`${column} > ${after}::uuid`);
   return sql`
     select m.profile_id, v.fields, s.status as state, s.values as confirmed
     from segment_members m
-    join profiles p on p.id = m.profile_id and p.merged_into is null
+    join profiles p on p.id = m.profile_id and p.merged_into is null and ${from(sql`p.id`)}
     cross join lateral (select ${mappedValues(sync.mapping)} as fields) v
     left join sync_state s on s.sync_id = ${sync.id} and s.profile_id = m.profile_id
-    where m.segment_id = ${sync.segmentId} and ${from}
+      and ${from(sql`s.profile_id`)}
+    where m.segment_id = ${sync.segmentId} and ${from(sql`m.profile_id`)}
       and (s.profile_id is null or s.values is distinct from v.fields)
     order by m.profile_id
     limit ${limit}`;
