@@ -558,34 +558,38 @@ async function finishRun(
   );
 }
 
+/** A `sync_runs` row as the database answers it. */
+export interface SyncRunRow {
+  id: string | number;
+  sync_id: string;
+  trigger: string;
+  status: SyncRunSummary['status'];
+  started_at: string | Date;
+  finished_at: string | Date | null;
+  added: number;
+  updated: number;
+  removed: number;
+  rejected: number;
+  retried: number;
+  error: string | null;
+}
+
+export const toSyncRun = (r: SyncRunRow): SyncRunSummary => ({
+  id: Number(r.id),
+  syncId: r.sync_id,
+  trigger: r.trigger,
+  status: r.status,
+  startedAt: new Date(r.started_at),
+  finishedAt: r.finished_at === null ? null : new Date(r.finished_at),
+  added: r.added,
+  updated: r.updated,
+  removed: r.removed,
+  rejected: r.rejected,
+  retried: r.retried,
+  error: r.error,
+});
+
 export async function getSyncRun(db: Db, runId: number): Promise<SyncRunSummary | undefined> {
-  const [r] = await rows<{
-    id: string | number;
-    sync_id: string;
-    trigger: string;
-    status: SyncRunSummary['status'];
-    started_at: string | Date;
-    finished_at: string | Date | null;
-    added: number;
-    updated: number;
-    removed: number;
-    rejected: number;
-    retried: number;
-    error: string | null;
-  }>(db, sql`select * from sync_runs where id = ${runId}`);
-  if (!r) return undefined;
-  return {
-    id: Number(r.id),
-    syncId: r.sync_id,
-    trigger: r.trigger,
-    status: r.status,
-    startedAt: new Date(r.started_at),
-    finishedAt: r.finished_at === null ? null : new Date(r.finished_at),
-    added: r.added,
-    updated: r.updated,
-    removed: r.removed,
-    rejected: r.rejected,
-    retried: r.retried,
-    error: r.error,
-  };
+  const [r] = await rows<SyncRunRow>(db, sql`select * from sync_runs where id = ${runId}`);
+  return r && toSyncRun(r);
 }

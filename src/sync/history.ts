@@ -7,7 +7,7 @@
 import { sql } from 'drizzle-orm';
 import { rows, type Db } from '../db/index.ts';
 import { notFound } from '../errors.ts';
-import type { SyncRunSummary } from './engine.ts';
+import { toSyncRun, type SyncRunRow, type SyncRunSummary } from './engine.ts';
 
 /** A page of a list: `next` is the cursor of the following page, null on the last. */
 export interface HistoryPage<T> {
@@ -27,21 +27,6 @@ export interface SyncRowError {
   at: Date;
 }
 
-interface RunRow {
-  id: string | number;
-  sync_id: string;
-  trigger: string;
-  status: SyncRunSummary['status'];
-  started_at: string | Date;
-  finished_at: string | Date | null;
-  added: number;
-  updated: number;
-  removed: number;
-  rejected: number;
-  retried: number;
-  error: string | null;
-}
-
 interface ErrorRow {
   id: string | number;
   run_id: string | number;
@@ -51,21 +36,6 @@ interface ErrorRow {
   reason: string;
   at: string | Date;
 }
-
-const toRun = (r: RunRow): SyncRunSummary => ({
-  id: Number(r.id),
-  syncId: r.sync_id,
-  trigger: r.trigger,
-  status: r.status,
-  startedAt: new Date(r.started_at),
-  finishedAt: r.finished_at === null ? null : new Date(r.finished_at),
-  added: r.added,
-  updated: r.updated,
-  removed: r.removed,
-  rejected: r.rejected,
-  retried: r.retried,
-  error: r.error,
-});
 
 const toError = (r: ErrorRow): SyncRowError => ({
   id: Number(r.id),
@@ -106,7 +76,7 @@ export async function listSyncRuns(
   options: { limit: number; before?: number },
 ): Promise<HistoryPage<SyncRunSummary>> {
   await assertSync(db, syncId);
-  const found = await rows<RunRow>(
+  const found = await rows<SyncRunRow>(
     db,
     sql`select id, sync_id, trigger, status, started_at, finished_at, added, updated, removed,
           rejected, retried, error
@@ -116,7 +86,7 @@ export async function listSyncRuns(
         order by id desc
         limit ${options.limit + 1}`,
   );
-  return pageOf(found, options.limit, toRun);
+  return pageOf(found, options.limit, toSyncRun);
 }
 
 /**
