@@ -8,6 +8,7 @@ import { uuidv7 } from '../../src/ids.ts';
 import type { SegmentJobs } from '../../src/jobs/index.ts';
 import {
   queueDueSchedules,
+  queueDueSyncs,
   refreshRfmScores,
   startWorker,
   type Worker,
@@ -247,4 +248,40 @@ describe(`auto-sync (${driver})`, () => {
     );
     expect(run).toEqual({ trigger: 'auto', status: 'succeeded', added: 1 });
   }, 60_000);
+});
+
+describe(`sync schedules (${driver})`, () => {
+  it('queues each due sync once and moves its next run past now', async () => {
+    const admin = { ...owner, role: 'admin' as const };
+    const segment = await newSegment({ trait: { name: 'x', op: 'exists' } });
+    const destination = await createDestination(db, syncDeps, admin, {
+      name: `scheduled-${uuidv7()}`,
+      plugin: 'memory',
+      config: { apiKey: 'sk-test-0002' },
+    });
+    const sync = await createSync(db, syncDeps, admin, {
+      segmentId: segment.id,
+      destinationId: destination.id,
+      mode: 'mirror',
+      mapping: [{ from: 'trait:email', to: 'email' }],
+      schedule: '0 * * * *',
+    });
+    await db.execute(
+      sql`update syncs set next_run_at = ${'2030-01-01T10:00:00Z'} where id = ${sync.id}`,
+    );
+    const requested: [string, string][] = [];
+    const jobs: SegmentJobs = {
+      requestComputation: async () => null,
+      requestSyncRun: async (id, trigger) => void requested.push([id, trigger]),
+    };
+    const now = new Date('2030-01-01T10:20:00Z');
+    expect(await queueDueSyncs(db, jobs, now)).toBe(1);
+    expect(requested).toEqual([[sync.id, 'schedule']]);
+    const [next] = await rows<{ next_run_at: Date }>(
+      db,
+      sql`select next_run_at from syncs where id = ${sync.id}`,
+    );
+    expect(new Date(next!.next_run_at).toISOString()).toBe('2030-01-01T11:00:00.000Z');
+    expect(await queueDueSyncs(db, jobs, now)).toBe(0);
+  });
 });
