@@ -41,8 +41,20 @@ export async function harness(): Promise<Harness> {
   for (const role of Role.options) {
     tokens[role] = (await createApiToken(database.db, { name: `${role} token`, role })).token;
   }
-  const call = async (method: string, path: string, options: CallOptions = {}) => {
-    const token = options.token === undefined ? tokens.admin : options.token;
+  const call = caller(app, tokens.admin);
+  return { database, db: database.db, app, tokens, logs, call, close: () => database.close() };
+}
+
+/**
+ * Requests to `app` in process, as `defaultToken` unless a call names another token (or `null`
+ * for none); JSON bodies are parsed.
+ */
+export function caller(
+  app: { request(path: string, init: RequestInit): Response | Promise<Response> },
+  defaultToken: string,
+) {
+  return async (method: string, path: string, options: CallOptions = {}): Promise<Answer> => {
+    const token = options.token === undefined ? defaultToken : options.token;
     const headers: Record<string, string> = {};
     if (token) headers.Authorization = `Bearer ${token}`;
     if (options.body !== undefined) headers['Content-Type'] = 'application/json';
@@ -65,7 +77,6 @@ export async function harness(): Promise<Harness> {
       body: isJson ? JSON.parse(text) : text,
     };
   };
-  return { database, db: database.db, app, tokens, logs, call, close: () => database.close() };
 }
 
 /** Follow `nextCursor` through every page of a list. */

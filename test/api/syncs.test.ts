@@ -12,7 +12,7 @@ import type { SyncDeps } from '../../src/sync/engine.ts';
 import { createRegistry } from '../../src/sync/registry.ts';
 import { driver } from '../support/db.ts';
 import { profileOf, send } from '../support/ingest.ts';
-import { harness, type Answer, type Harness } from './support.ts';
+import { caller, harness, type Answer, type Harness } from './support.ts';
 
 const API_KEY = 'sk-live-3c9a7e51d2';
 
@@ -121,31 +121,16 @@ describe(`Syncs API (${driver})`, () => {
   });
   afterAll(() => h.close());
 
-  async function call(
+  const call = async (
     method: string,
     path: string,
     options: { token?: string; body?: unknown } = {},
-  ): Promise<Answer> {
-    const headers: Record<string, string> = {
-      Authorization: `Bearer ${options.token ?? h.tokens.admin}`,
-    };
-    if (options.body !== undefined) headers['Content-Type'] = 'application/json';
-    const res = await app.request(path, {
-      method,
-      headers,
-      body: options.body === undefined ? undefined : JSON.stringify(options.body),
-    });
-    const text = await res.text();
-    const isJson = /json/.test(res.headers.get('Content-Type') ?? '');
-    const answer = {
-      status: res.status,
-      headers: res.headers,
-      text,
-      body: isJson ? JSON.parse(text) : text,
-    };
+  ): Promise<Answer> => {
+    // Every answer is kept, to search them all for secrets.
+    const answer = await caller(app, h.tokens.admin)(method, path, options);
     seen.push(answer);
     return answer;
-  }
+  };
   async function expectStatus(status: number, answer: Promise<Answer>) {
     const res = await answer;
     expect(res.status, res.text).toBe(status);
