@@ -393,6 +393,8 @@ export const syncState = pgTable(
     /** `ok` (present at the destination) or `rejected` (refused; retried when values change). */
     status: text('status').notNull(),
     reason: text('reason'),
+    /** What the plugin keeps for the row (RowResult `state`): a vendor id, who created it… */
+    state: jsonb('state').$type<Record<string, unknown>>(),
     updatedAt: ts('updated_at').notNull().defaultNow(),
   },
   (t) => [primaryKey({ columns: [t.syncId, t.profileId] })],

@@ -64,11 +64,20 @@ export interface SyncRow {
   action: 'add' | 'update' | 'remove';
   /** The mapped values (for `remove`, the values last confirmed). */
   fields: Record<string, unknown>;
+  /**
+   * What the plugin kept for this row when the destination last confirmed it (`state` of an
+   * `ok` result): the vendor's record id, whether the hub created the record… Absent for `add`.
+   */
+  state?: Record<string, unknown>;
 }
 
 /** What happened to one row. */
 export type RowResult =
-  | { id: string; status: 'ok' }
+  /**
+   * Confirmed. `state` (small JSON) is kept with the row and handed back on its next `update`
+   * or `remove`; omitted, the state kept before stays.
+   */
+  | { id: string; status: 'ok'; state?: Record<string, unknown> }
   /** The destination refused this row (bad email, unsubscribed person…): not retried as is. */
   | { id: string; status: 'rejected'; reason: string }
   /** Not done this time, for a passing reason: the engine retries the row. */

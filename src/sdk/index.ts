@@ -1,5 +1,6 @@
 /**
- * audiencehub's plugin SDK: everything a destination plugin imports (`audiencehub/sdk`).
+ * audiencehub's plugin SDK: everything a destination plugin or a source connector imports
+ * (`audiencehub/sdk`).
  *
  * @example
  * import { defineDestination, secret, z, type DestinationSync } from 'audiencehub/sdk';
@@ -29,6 +30,19 @@ export {
   type SyncInfo,
   type SyncRow,
 } from './destination.ts';
+export {
+  defineSource,
+  type Cursor,
+  type ReadMode,
+  type SourceCheck,
+  type SourceConnector,
+  type SourceDiscover,
+  type SourceField,
+  type SourceLimits,
+  type SourceMessage,
+  type SourceRead,
+  type SourceStream,
+} from './source.ts';
 export { ConfigError, TransientError, VendorError, isTransient } from './errors.ts';
 export {
   destinationConformance,
