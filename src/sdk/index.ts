@@ -51,6 +51,11 @@ export {
   type FaultInjector,
 } from './conformance.ts';
 export {
+  sourceConformance,
+  recordKey,
+  type SourceConformanceTarget,
+} from './source-conformance.ts';
+export {
   classifyHttpFailure,
   createHttpClient,
   retryAfterMs,
