@@ -50,11 +50,20 @@ export interface MemberInput {
   email_address: string;
   status?: 'subscribed' | 'pending';
   merge_fields?: Record<string, unknown>;
+  /** Tag names to add (README.md, "Vendor notes"); never with `sync_tags`, which replaces. */
+  tags?: string[];
+}
+
+/** A member as batch subscribe answers it: the fields this plugin reads. */
+export interface BatchMember {
+  email_address: string;
+  status: MemberStatus;
+  tags?: { id: number; name: string }[];
 }
 
 export interface BatchSubscribeResult {
-  new_members: { email_address: string; status: MemberStatus }[];
-  updated_members: { email_address: string; status: MemberStatus }[];
+  new_members: BatchMember[];
+  updated_members: BatchMember[];
   errors: {
     email_address: string;
     error: string;

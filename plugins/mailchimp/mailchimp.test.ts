@@ -1,10 +1,11 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { sql } from 'drizzle-orm';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import {
   ConfigError,
   TransientError,
   type PluginContext,
+  type RowResult,
   type SyncInfo,
   type SyncRow,
 } from 'audiencehub/sdk';
@@ -65,6 +66,10 @@ const info: SyncInfo = {
   fields: ['EMAIL', 'FNAME'],
 };
 
+/** The state an `ok` answer asked the hub to keep with the row. */
+const stateOf = (result: RowResult | undefined) =>
+  result?.status === 'ok' ? result.state : undefined;
+
 let rowId = 0;
 const row = (action: SyncRow['action'], email: string, fields = {}): SyncRow => ({
   id: `row-${++rowId}`,
@@ -72,14 +77,28 @@ const row = (action: SyncRow['action'], email: string, fields = {}): SyncRow => 
   fields: { EMAIL: email, ...fields },
 });
 
-/** One run of the plugin by hand: prepare, then one batch. */
-async function run(config: MailchimpConfig, batch: SyncRow[], sync = info) {
+/** One run of the plugin by hand: prepare, then one batch; each row's result by address. */
+async function answers(config: MailchimpConfig, batch: SyncRow[], sync = info) {
   await mailchimp.prepare!({ config, sync }, ctx());
   const results = await mailchimp.sync({ config, sync, batch }, ctx());
+  return Object.fromEntries(results.map((r, i) => [batch[i]!.fields.EMAIL as string, r]));
+}
+
+/** The same, with a confirmed row as just 'ok'. */
+async function run(config: MailchimpConfig, batch: SyncRow[], sync = info) {
+  const results = await answers(config, batch, sync);
   return Object.fromEntries(
-    results.map((r, i) => [batch[i]!.fields.EMAIL as string, r.status === 'ok' ? 'ok' : r]),
+    Object.entries(results).map(([email, r]) => [email, r.status === 'ok' ? 'ok' : r]),
   );
 }
+
+/** The requests made since `from`, as `METHOD /path` after `/3.0`, the list id as `{list}`. */
+const callsSince = (from: number) =>
+  emulator.requests
+    .slice(from)
+    .map(
+      (r) => `${r.method} ${r.path.split('?')[0]!.slice('/3.0'.length).replace(listId, '{list}')}`,
+    );
 
 describe('the Mailchimp plugin against the emulator', () => {
   it('checks the key and the audience', async () => {
@@ -160,7 +179,10 @@ describe('the Mailchimp plugin against the emulator', () => {
 
   it('removes the tag only, unless archiving was asked for', async () => {
     emulator.addMember(listId, { email: 'other@example.com', tags: ['Loyal'] });
-    await run(configOf(), [row('add', 'a@example.com'), row('add', 'b@example.com')]);
+    const added = await answers(configOf(), [
+      row('add', 'a@example.com'),
+      row('add', 'b@example.com'),
+    ]);
     expect(await run(configOf(), [row('remove', 'a@example.com')])).toEqual({
       'a@example.com': 'ok',
     });
@@ -171,14 +193,144 @@ describe('the Mailchimp plugin against the emulator', () => {
     expect(emulator.memberTags(listId, 'other@example.com')).toEqual(['Loyal']);
 
     const archiving = configOf({ archiveOnRemove: true });
-    expect(await run(archiving, [row('remove', 'b@example.com')])).toEqual({
-      'b@example.com': 'ok',
-    });
+    const leaving = { ...row('remove', 'b@example.com'), state: stateOf(added['b@example.com']) };
+    expect(await run(archiving, [leaving])).toEqual({ 'b@example.com': 'ok' });
     expect(emulator.member(listId, 'b@example.com')!.status).toBe('archived');
     // Archived, forgotten or never there: nothing left to do, and it is not an error.
-    expect(await run(archiving, [row('remove', 'b@example.com')])).toEqual({
+    expect(await run(archiving, [{ ...leaving, id: `row-${++rowId}` }])).toEqual({
       'b@example.com': 'ok',
     });
+  });
+
+  it('answers whether the hub created each member, and archives only those', async () => {
+    // A newsletter subscriber before they became a customer: the hub must not archive them.
+    emulator.addMember(listId, { email: 'reader@example.com', tags: ['Newsletter'] });
+    emulator.addMember(listId, { email: 'shelved@example.com' });
+    emulator.setMemberStatus(listId, 'shelved@example.com', 'archived');
+    const config = configOf({ archiveOnRemove: true });
+    const first = await answers(config, [
+      row('add', 'new@example.com'),
+      row('add', 'reader@example.com'),
+    ]);
+    expect(first['new@example.com']).toMatchObject({ status: 'ok', state: { created: true } });
+    expect(first['reader@example.com']).toMatchObject({ status: 'ok', state: { created: false } });
+    expect(emulator.memberTags(listId, 'reader@example.com')).toEqual(['Newsletter', 'Loyal']);
+
+    // An update keeps the state it had (no `state` in the answer); an update of someone
+    // Mailchimp no longer holds adds them back, so the hub created them.
+    const kept = {
+      ...row('update', 'new@example.com', { FNAME: 'Ann' }),
+      state: { created: true },
+    };
+    const back = { ...row('update', 'shelved@example.com'), state: { created: false } };
+    const second = await answers(config, [kept, back]);
+    expect(second['new@example.com']).toEqual({ id: kept.id, status: 'ok' });
+    expect(second['shelved@example.com']).toMatchObject({ state: { created: true } });
+    expect(emulator.member(listId, 'shelved@example.com')).toMatchObject({
+      status: 'subscribed',
+      tags: ['Loyal'],
+    });
+
+    // Rows confirmed before the hub kept state say nothing: treated as not created.
+    emulator.addMember(listId, { email: 'old@example.com', tags: ['Loyal'] });
+    const before = emulator.requests.length;
+    const leaving = [
+      { ...row('remove', 'new@example.com'), state: stateOf(first['new@example.com']) },
+      { ...row('remove', 'reader@example.com'), state: stateOf(first['reader@example.com']) },
+      row('remove', 'old@example.com'),
+    ];
+    expect(await run(config, leaving)).toEqual({
+      'new@example.com': 'ok',
+      'reader@example.com': 'ok',
+      'old@example.com': 'ok',
+    });
+    expect(emulator.member(listId, 'new@example.com')!.status).toBe('archived');
+    expect(emulator.member(listId, 'reader@example.com')).toMatchObject({
+      status: 'subscribed',
+      tags: ['Newsletter'],
+    });
+    expect(emulator.member(listId, 'old@example.com')).toMatchObject({
+      status: 'subscribed',
+      tags: [],
+    });
+    expect(callsSince(before).filter((c) => c.startsWith('DELETE'))).toEqual([
+      `DELETE /lists/{list}/members/${createHash('md5').update('new@example.com').digest('hex')}`,
+    ]);
+  });
+
+  it('tags new members in the batch subscribe call: 1,200 people cost 3 calls', async () => {
+    const config = configOf();
+    const before = emulator.requests.length;
+    await mailchimp.prepare!({ config, sync: info }, ctx());
+    const people = Array.from({ length: 1200 }, (_, n) => row('add', `p${n}@example.com`));
+    const results = [];
+    // As the engine sends them: batches of the plugin's batchSize.
+    for (let i = 0; i < people.length; i += mailchimp.limits.batchSize) {
+      const batch = people.slice(i, i + mailchimp.limits.batchSize);
+      results.push(...(await mailchimp.sync({ config, sync: info, batch }, ctx())));
+    }
+    expect(results.filter((r) => r.status === 'ok' && r.state?.created === true)).toHaveLength(
+      1200,
+    );
+    expect(callsSince(before)).toEqual([
+      // The set-up, once a run: merge fields read, the tag looked for and created.
+      'GET /lists/{list}/merge-fields',
+      'GET /lists/{list}/segments',
+      'POST /lists/{list}/segments',
+      'POST /lists/{list}',
+      'POST /lists/{list}',
+      'POST /lists/{list}',
+    ]);
+    expect(emulator.segmentMembers(listId, 'Loyal')).toHaveLength(1200);
+    expect(emulator.member(listId, 'p1199@example.com')).toMatchObject({
+      status: 'subscribed',
+      tags: ['Loyal'],
+    });
+  });
+
+  it('neither re-subscribes nor tags an existing unsubscribed member', async () => {
+    emulator.addMember(listId, { email: 'gone@example.com', status: 'unsubscribed' });
+    emulator.createTag(listId, 'Loyal');
+    const config = configOf();
+    const before = emulator.requests.length;
+    const results = await run(config, [
+      row('add', 'new@example.com'),
+      row('add', 'gone@example.com', { FNAME: 'Gone' }),
+    ]);
+    expect(results).toEqual({
+      'new@example.com': 'ok',
+      'gone@example.com': expect.objectContaining({
+        status: 'rejected',
+        reason: expect.stringMatching(/unsubscribed/),
+      }),
+    });
+    expect(emulator.member(listId, 'gone@example.com')).toMatchObject({
+      status: 'unsubscribed',
+      mergeFields: { FNAME: 'Gone' },
+      tags: [],
+    });
+    // Created and tagged in one call; the existing member found by the update pass; no tag call.
+    expect(callsSince(before)).toEqual([
+      'GET /lists/{list}/merge-fields',
+      'GET /lists/{list}/segments',
+      'POST /lists/{list}',
+      'POST /lists/{list}',
+    ]);
+  });
+
+  it('does not count as created a member added by a call whose answer was lost', async () => {
+    const config = configOf({ archiveOnRemove: true });
+    await mailchimp.prepare!({ config, sync: info }, ctx());
+    const batch = [row('add', 'a@example.com')];
+    // A first batch makes the run's set-up, so the fault below falls on batch subscribe.
+    await mailchimp.sync({ config, sync: info, batch: [row('add', 'first@example.com')] }, ctx());
+    emulator.inject({ kind: 'drop-after-apply', count: 1 });
+    const lost = await mailchimp.sync({ config, sync: info, batch }, ctx()).catch((e) => e);
+    expect(lost).toBeInstanceOf(TransientError);
+    // The retry finds the member: confirmed and tagged, but not known as the hub's (safe: kept).
+    const [retried] = await mailchimp.sync({ config, sync: info, batch }, ctx());
+    expect(retried).toMatchObject({ status: 'ok', state: { created: false } });
+    expect(emulator.memberTags(listId, 'a@example.com')).toEqual(['Loyal']);
   });
 
   it('turns 429 and dropped connections into TransientErrors, 401 into a ConfigError', async () => {
@@ -219,6 +371,16 @@ describe('the Mailchimp plugin against the emulator', () => {
       .catch((e) => e);
     expect(failure).toBeInstanceOf(ConfigError);
     expect(failure.message).toMatch(/tag "Loyal" \(id \d+\) was deleted in Mailchimp/);
+    // Told by the new member's tag id (batch subscribe made the tag again by name) or, for
+    // members the update pass found, by the tag call's 404.
+    await mailchimp.prepare!({ config, sync: info }, ctx());
+    await mailchimp.sync({ config, sync: info, batch: [row('update', 'a@example.com')] }, ctx());
+    emulator.deleteSegment(listId, 'Loyal');
+    const again = await mailchimp
+      .sync({ config, sync: info, batch: [row('update', 'a@example.com')] }, ctx())
+      .catch((e) => e);
+    expect(again).toBeInstanceOf(ConfigError);
+    expect(again.message).toMatch(/tag "Loyal" \(id \d+\) was deleted in Mailchimp/);
     // The next run makes it again, and says so.
     expect(await run(config, [row('add', 'b@example.com')])).toEqual({ 'b@example.com': 'ok' });
     expect(emulator.segmentMembers(listId, 'Loyal')).toEqual(['b@example.com']);
@@ -302,8 +464,13 @@ describe(`Mailchimp through the sync engine (${driver})`, () => {
     const { sync, refresh } = await setUp();
     await refresh();
 
+    const start = emulator.requests.length;
     const first = await runSync(db, deps, sync.id, 'manual');
     expect(first).toMatchObject({ status: 'partial', added: 299, rejected: 1 });
+    // New members are tagged by batch subscribe; the unsubscribed one is found, not tagged.
+    expect(emulator.requests.slice(start).filter((r) => /\/segments\/\d+$/.test(r.path))).toEqual(
+      [],
+    );
     expect(emulator.segmentMembers(listId, 'Paying')).toHaveLength(299);
     expect(emulator.member(listId, 'p7@example.com')!.status).toBe('unsubscribed');
     expect(emulator.member(listId, 'p1@example.com')).toMatchObject({

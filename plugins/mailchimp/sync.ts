@@ -1,18 +1,25 @@
 /**
- * Sending a batch to Mailchimp: members upserted with batch subscribe, then tagged with the
- * sync's tag (a static segment); members who left untagged, and archived when asked for.
+ * Sending a batch to Mailchimp: members upserted with batch subscribe and tagged with the sync's
+ * tag (a static segment); members who left untagged, and archived when asked for if the hub
+ * added them.
  *
  * Never re-subscribing anyone: batch subscribe has no `status_if_new`, and a `status` sent for an
  * existing member would overwrite what the person chose. So each member goes through passes:
- * - a **create** pass sends `status` (`subscribed`, or `pending` with double opt-in) with
- *   `update_existing: false`: it can only add people Mailchimp does not hold (or holds
- *   archived, which brings them back); an existing member answers `ERROR_CONTACT_EXISTS`;
- * - an **update** pass sends no `status` with `update_existing: true`: merge fields change,
- *   the subscription status never does; someone Mailchimp does not hold answers that a status is
- *   needed.
+ * - a **create** pass sends `status` (`subscribed`, or `pending` with double opt-in) and the tag
+ *   (`tags`) with `update_existing: false`: it can only add people Mailchimp does not hold (or
+ *   holds archived, which brings them back), and tags them in the same call; an existing member
+ *   answers `ERROR_CONTACT_EXISTS` and is left untouched;
+ * - an **update** pass sends no `status` and no tag with `update_existing: true`: merge fields
+ *   change, the subscription status never does; someone Mailchimp does not hold answers that a
+ *   status is needed. Members it updates are tagged afterwards with the segment call, unless
+ *   they are `unsubscribed` or `cleaned`: those are reported rejected and not tagged.
  * An `add` row starts with the create pass and an `update` row with the update pass; a member
- * answered "exists" or "needs a status" moves to the other pass, once. A member whose status is
- * `unsubscribed` or `cleaned` is reported rejected and not tagged.
+ * answered "exists" or "needs a status" moves to the other pass, once. A first sync of new
+ * people therefore costs one call per 500.
+ *
+ * Each confirmed row keeps `{ created }` as its state: true when the create pass added the
+ * member. `archiveOnRemove` archives only those, so a contact who was on the audience before
+ * the hub stays on it.
  */
 import { createHash } from 'node:crypto';
 import {
@@ -29,6 +36,7 @@ import {
   assertAudience,
   isNotFound,
   mailchimp,
+  type BatchMember,
   type BatchSubscribeResult,
   type Mailchimp,
   type MailchimpConfig,
@@ -138,6 +146,8 @@ async function findTag(
 /** A row's result without its id. */
 type Outcome = RowResult extends infer R ? (R extends RowResult ? Omit<R, 'id'> : never) : never;
 
+type Settle = (rows: SyncRow[], result: Outcome) => void;
+
 /** One address of the batch and the rows (profiles) that carry it. */
 interface Member {
   email: string;
@@ -147,9 +157,27 @@ interface Member {
   tried: Set<'create' | 'update'>;
 }
 
+/** What the steps of one batch share. */
+interface Batch {
+  client: Mailchimp;
+  config: MailchimpConfig;
+  sync: SyncInfo;
+  tag: Ready;
+  settle: Settle;
+  ctx: PluginContext;
+}
+
+/**
+ * The row state this plugin keeps: whether the hub's create pass added the member to the
+ * audience (Mailchimp's `new_members`). Only such members are archived on removal.
+ */
+export interface MemberState extends Record<string, unknown> {
+  created: boolean;
+}
+
 export const sync: DestinationSync<MailchimpConfig> = async ({ config, sync, batch }, ctx) => {
   const results = new Map<string, RowResult>();
-  const settle = (rows: SyncRow[], result: Outcome) => {
+  const settle: Settle = (rows, result) => {
     for (const row of rows) results.set(row.id, { ...result, id: row.id } as RowResult);
   };
   const upserts = new Map<string, Member>();
@@ -187,37 +215,16 @@ export const sync: DestinationSync<MailchimpConfig> = async ({ config, sync, bat
   if (upserts.size + removals.size === 0) return batch.map((row) => results.get(row.id)!);
 
   const client = mailchimp(config);
-  const { tagId, tagName: name } = await ready(client, config, sync, ctx);
+  const tag = await ready(client, config, sync, ctx);
+  const step: Batch = { client, config, sync, tag, settle, ctx };
   try {
-    const tagged = await upsert(client, config, [...upserts.values()], settle);
-    for (let i = 0; i < tagged.length; i += MAX_MEMBERS) {
-      const chunk = tagged.slice(i, i + MAX_MEMBERS);
-      const answer = await client.call('POST', `/lists/${config.listId}/segments/${tagId}`, (sdk) =>
-        sdk.lists.batchSegmentMembers(
-          { members_to_add: chunk.map((m) => m.email) },
-          config.listId,
-          tagId,
-        ),
-      );
-      // Confirmed by not being in `errors`: a member already tagged is listed nowhere.
-      const failed = new Set(answer.errors.flatMap((e) => e.email_addresses.map(lower)));
-      for (const m of chunk) {
-        if (failed.has(lower(m.email))) {
-          settle(m.rows, {
-            status: 'retry',
-            reason: `${m.email} was not on the audience when tagged`,
-          });
-        } else settle(m.rows, { status: 'ok' });
-      }
-    }
-    await remove(client, config, tagId, removals, settle, ctx);
+    const existing = await upsert(step, [...upserts.values()]);
+    await addTag(step, existing);
+    await remove(step, removals);
   } catch (error) {
     if (!isNotFound(error)) throw error;
     await assertAudience(client, config);
-    setUps.delete(keyOf(config, sync));
-    throw new ConfigError(
-      `The Mailchimp tag "${name}" (id ${tagId}) was deleted in Mailchimp during this run; the next run creates it again.`,
-    );
+    throw tagDeleted(step);
   }
   return batch.map(
     (row) =>
@@ -226,6 +233,14 @@ export const sync: DestinationSync<MailchimpConfig> = async ({ config, sync, bat
 };
 
 const lower = (email: string) => email.toLowerCase();
+
+/** The sync's tag is gone from Mailchimp mid-run: fail the run; the next one sets up again. */
+function tagDeleted({ config, sync, tag }: Batch): ConfigError {
+  setUps.delete(keyOf(config, sync));
+  return new ConfigError(
+    `The Mailchimp tag "${tag.tagName}" (id ${tag.tagId}) was deleted in Mailchimp during this run; the next run creates it again.`,
+  );
+}
 
 /** The row's merge fields: every mapped value but the address; absent values are left alone. */
 function mergeValues(fields: Record<string, unknown>): Record<string, unknown> {
@@ -236,20 +251,18 @@ function mergeValues(fields: Record<string, unknown>): Record<string, unknown> {
   return merge;
 }
 
-type Settle = (rows: SyncRow[], result: Outcome) => void;
-
-/** The create and update passes (see the top of this file); answers the members to tag. */
-async function upsert(
-  client: Mailchimp,
-  config: MailchimpConfig,
-  members: Member[],
-  settle: Settle,
-): Promise<Member[]> {
+/**
+ * The create and update passes (see the top of this file). A member the create pass adds is
+ * tagged by that same call and settled `created`; answers the members found on the audience
+ * (and not unsubscribed or cleaned), still to be tagged.
+ */
+async function upsert(step: Batch, members: Member[]): Promise<Member[]> {
+  const { client, config, tag, settle } = step;
   const queue = {
     create: members.filter((m) => m.first === 'create'),
     update: members.filter((m) => m.first === 'update'),
   };
-  const tagged: Member[] = [];
+  const existing: Member[] = [];
   const status = config.doubleOptIn ? 'pending' : 'subscribed';
   while (queue.create.length + queue.update.length > 0) {
     const pass = queue.create.length > 0 ? 'create' : 'update';
@@ -259,31 +272,33 @@ async function upsert(
       sdk.lists.batchListMembers(config.listId, {
         members: sending.map((m): MemberInput => ({
           email_address: m.email,
-          ...(pass === 'create' ? { status } : {}),
+          // Tags only in the create pass, which adds no one who exists: batch subscribe tags
+          // existing members too, unsubscribed and cleaned ones included (README.md, "Vendor
+          // notes"). Never `sync_tags`: it would remove every other tag the member carries.
+          ...(pass === 'create' ? { status, tags: [tag.tagName] } : {}),
           ...(Object.keys(m.merge).length > 0 ? { merge_fields: m.merge } : {}),
         })),
         update_existing: pass === 'update',
       }),
     );
+    if (pass === 'create') assertSameTag(step, answer.new_members);
     const errors = new Map(answer.errors.map((e) => [lower(e.email_address), e]));
-    const statuses = new Map(
-      [...answer.new_members, ...answer.updated_members].map((m) => [
-        lower(m.email_address),
-        m.status,
-      ]),
-    );
+    const created = new Set(answer.new_members.map((m) => lower(m.email_address)));
+    const statuses = new Map(answer.updated_members.map((m) => [lower(m.email_address), m.status]));
     for (const m of sending) {
       m.tried.add(pass);
       const error = errors.get(lower(m.email));
       if (!error) {
         const now = statuses.get(lower(m.email));
-        if (now === 'unsubscribed' || now === 'cleaned') {
+        if (created.has(lower(m.email))) {
+          settle(m.rows, { status: 'ok', state: { created: true } satisfies MemberState });
+        } else if (now === 'unsubscribed' || now === 'cleaned') {
           // Their merge fields were updated; the status is theirs, and so is staying untagged.
           settle(m.rows, {
             status: 'rejected',
             reason: `${m.email} is ${now} in Mailchimp: not re-subscribed`,
           });
-        } else tagged.push(m);
+        } else existing.push(m);
         continue;
       }
       const moves =
@@ -296,7 +311,59 @@ async function upsert(
       }
     }
   }
-  return tagged;
+  return existing;
+}
+
+/**
+ * Batch subscribe tags by name, so a tag deleted in Mailchimp since this run found it is made
+ * again under a new id. The new members answered carry the tag with its id, which tells.
+ */
+function assertSameTag(step: Batch, members: BatchMember[]): void {
+  const name = lower(step.tag.tagName);
+  for (const member of members) {
+    for (const tag of member.tags ?? []) {
+      if (lower(tag.name) === name && tag.id !== step.tag.tagId) throw tagDeleted(step);
+    }
+  }
+}
+
+/**
+ * Tag the members found on the audience, 500 a call. Their rows are confirmed: an `add` row as
+ * not created by the hub; an `update` row keeps the state it had.
+ */
+async function addTag({ client, config, tag, settle }: Batch, members: Member[]): Promise<void> {
+  for (let i = 0; i < members.length; i += MAX_MEMBERS) {
+    const chunk = members.slice(i, i + MAX_MEMBERS);
+    const answer = await client.call(
+      'POST',
+      `/lists/${config.listId}/segments/${tag.tagId}`,
+      (sdk) =>
+        sdk.lists.batchSegmentMembers(
+          { members_to_add: chunk.map((m) => m.email) },
+          config.listId,
+          tag.tagId,
+        ),
+    );
+    // Confirmed by not being in `errors`: a member already tagged is listed nowhere.
+    const failed = new Set(answer.errors.flatMap((e) => e.email_addresses.map(lower)));
+    for (const m of chunk) {
+      if (failed.has(lower(m.email))) {
+        settle(m.rows, {
+          status: 'retry',
+          reason: `${m.email} was not on the audience when tagged`,
+        });
+        continue;
+      }
+      settle(
+        m.rows.filter((row) => row.action === 'add'),
+        { status: 'ok', state: { created: false } satisfies MemberState },
+      );
+      settle(
+        m.rows.filter((row) => row.action !== 'add'),
+        { status: 'ok' },
+      );
+    }
+  }
 }
 
 /** "needs a status to be added": the update pass met someone Mailchimp does not hold. */
@@ -311,28 +378,31 @@ function reasonOf(error: BatchSubscribeResult['errors'][number]): string {
     : error.error;
 }
 
-/** Untag who left; archive them too when the config asks for it. */
+/** The hub's create pass added this address (a row's `state`); rows from before know nothing. */
+const createdByHub = (rows: SyncRow[]) => rows.some((row) => row.state?.created === true);
+
+/**
+ * Untag who left; with `archiveOnRemove`, archive those the hub added to the audience too. A
+ * contact who was on the audience before the hub sent them (a newsletter subscriber who became
+ * a customer) stays, untagged.
+ */
 async function remove(
-  client: Mailchimp,
-  config: MailchimpConfig,
-  tagId: number,
+  { client, config, tag, settle, ctx }: Batch,
   removals: Map<string, SyncRow[]>,
-  settle: Settle,
-  ctx: PluginContext,
-) {
+): Promise<void> {
   const emails = [...removals.keys()];
   for (let i = 0; i < emails.length; i += MAX_MEMBERS) {
     const chunk = emails.slice(i, i + MAX_MEMBERS);
     // An address not on the audience any more (forgotten, deleted) is in `errors`: it carries
     // no tag, which is what removal wants.
-    await client.call('POST', `/lists/${config.listId}/segments/${tagId}`, (sdk) =>
-      sdk.lists.batchSegmentMembers({ members_to_remove: chunk }, config.listId, tagId),
+    await client.call('POST', `/lists/${config.listId}/segments/${tag.tagId}`, (sdk) =>
+      sdk.lists.batchSegmentMembers({ members_to_remove: chunk }, config.listId, tag.tagId),
     );
   }
   if (config.archiveOnRemove) {
     // One DELETE per member (no batch archive outside /batches), one at a time: a `sync` call
     // holds one of the key's 10 connections, never more.
-    for (const email of emails) {
+    for (const email of emails.filter((e) => createdByHub(removals.get(e)!))) {
       const hash = createHash('md5').update(email).digest('hex');
       const path = `/lists/${config.listId}/members/${hash}`;
       try {
