@@ -252,6 +252,52 @@ describe('batch subscribe', () => {
     expect(mailchimp.memberCount(listId, 'subscribed')).toBe(500);
   });
 
+  it('tags new and existing members by name, whatever their status, and none it refuses', async () => {
+    // "tags are now properly added to existing members" (release note, 2022-01-24).
+    const vip = mailchimp.createTag(listId, 'VIP');
+    mailchimp.addMember(listId, { email: person(1), status: 'unsubscribed' });
+    mailchimp.addMember(listId, { email: person(2), status: 'subscribed' });
+    const created = await client.lists.batchListMembers(listId, {
+      members: [1, 2, 3].map((n) => ({
+        email_address: person(n),
+        status: 'subscribed' as const,
+        tags: ['vip'],
+      })),
+    });
+    // Without update_existing, existing members are refused whole: no tag either.
+    expect(created.errors.map((e) => [e.email_address, e.error_code])).toEqual([
+      [person(1), 'ERROR_CONTACT_EXISTS'],
+      [person(2), 'ERROR_CONTACT_EXISTS'],
+    ]);
+    // Names compare without case; the answer carries the tag's id.
+    expect(created.new_members[0]?.tags).toEqual([{ id: vip.id, name: 'VIP' }]);
+    expect(mailchimp.segmentMembers(listId, 'VIP')).toEqual([person(3)]);
+
+    // With update_existing, an existing member is tagged even when unsubscribed (the status
+    // is left alone when none is sent), but not when the member is refused (compliance).
+    const updated = await client.lists.batchListMembers(listId, {
+      members: [
+        { email_address: person(1), tags: ['VIP'] },
+        { email_address: person(2), status: 'subscribed', tags: ['New tag'] },
+        { email_address: person(4), status: 'subscribed', tags: ['VIP'] },
+      ],
+      update_existing: true,
+    });
+    expect(updated.total_updated).toBe(2);
+    expect(mailchimp.member(listId, person(1))).toMatchObject({
+      status: 'unsubscribed',
+      tags: ['VIP'],
+    });
+    expect(mailchimp.memberTags(listId, person(2))).toEqual(['New tag']);
+    mailchimp.setMemberStatus(listId, person(2), 'cleaned');
+    const refused = await client.lists.batchListMembers(listId, {
+      members: [{ email_address: person(2), status: 'subscribed', tags: ['VIP'] }],
+      update_existing: true,
+    });
+    expect(refused.error_count).toBe(1);
+    expect(mailchimp.memberTags(listId, person(2))).toEqual(['New tag']);
+  });
+
   it('replaces tags with sync_tags and adds them otherwise', async () => {
     await client.lists.batchListMembers(listId, {
       members: [{ email_address: person(1), status: 'subscribed', tags: ['a', 'b'] }],
