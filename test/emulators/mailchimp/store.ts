@@ -772,7 +772,12 @@ export class Audience {
     return result;
   }
 
-  /** sync_tags: "Whether this batch operation will replace all existing tags with tags in request." */
+  /**
+   * A member's `tags` are added to new and existing members alike, whatever their status: "tags
+   * are now properly added to existing members"
+   * (https://mailchimp.com/developer/release-notes/added-ability-sync-tags-existing-members/).
+   * sync_tags: "Whether this batch operation will replace all existing tags with tags in request."
+   */
   private applyBatchTags(member: Member, tags: string[] | undefined, sync: boolean, now: string) {
     if (tags === undefined) return;
     if (sync) {
