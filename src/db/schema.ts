@@ -258,9 +258,12 @@ export const segments = pgTable(
     /** Members now, kept with every change of membership. */
     size: integer('size').notNull().default(0),
     lastComputedAt: ts('last_computed_at'),
+    /** The config-as-code key of the object, when `audiencehub apply` manages it (API edits refused). */
+    managedBy: text('managed_by'),
   },
   (t) => [
     uniqueIndex('segments_owner_name_idx').on(t.ownerId, sql`lower(${t.name})`),
+    uniqueIndex('segments_managed_by_idx').on(t.managedBy),
     index('segments_next_run_idx').on(t.nextRunAt),
   ],
 );
@@ -347,8 +350,13 @@ export const destinations = pgTable(
     createdAt: ts('created_at').notNull().defaultNow(),
     updatedAt: ts('updated_at').notNull().defaultNow(),
     createdBy: uuid('created_by'),
+    /** The config-as-code key of the object, when `audiencehub apply` manages it (API edits refused). */
+    managedBy: text('managed_by'),
   },
-  (t) => [uniqueIndex('destinations_name_idx').on(sql`lower(${t.name})`)],
+  (t) => [
+    uniqueIndex('destinations_name_idx').on(sql`lower(${t.name})`),
+    uniqueIndex('destinations_managed_by_idx').on(t.managedBy),
+  ],
 );
 
 /** One shared segment sent to one destination with a field mapping. */
@@ -372,8 +380,11 @@ export const syncs = pgTable(
     createdAt: ts('created_at').notNull().defaultNow(),
     updatedAt: ts('updated_at').notNull().defaultNow(),
     createdBy: uuid('created_by'),
+    /** The config-as-code key of the object, when `audiencehub apply` manages it (API edits refused). */
+    managedBy: text('managed_by'),
   },
   (t) => [
+    uniqueIndex('syncs_managed_by_idx').on(t.managedBy),
     index('syncs_segment_idx').on(t.segmentId),
     index('syncs_destination_idx').on(t.destinationId),
   ],
