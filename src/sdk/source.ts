@@ -89,6 +89,12 @@ export interface SourceConnector<C = unknown> {
   /** The configuration's schema; fields wrapped in `secret` are encrypted at rest. */
   config: z.ZodType<C>;
   limits?: SourceLimits;
+  /**
+   * The connector reads files from the folder or file named by its `path` config field, and
+   * can read files uploaded to the hub: a source created without `path` reads the folder its
+   * uploads go to (`POST /api/sources/{id}/files`), one stream per file.
+   */
+  uploads?: boolean;
   check: SourceCheck<C>;
   discover: SourceDiscover<C>;
   read: SourceRead<C>;
