@@ -61,6 +61,10 @@ export const Segment = z
     createdAt: Time,
     updatedAt: Time,
     lastComputedAt: Time.nullable(),
+    managedBy: z.string().nullable().openapi({
+      description:
+        'The config-as-code key when `audiencehub apply` manages the segment: the API then refuses to change or delete it (409 `managed-by-config`).',
+    }),
   })
   .openapi('Segment');
 export type Segment = z.infer<typeof Segment>;

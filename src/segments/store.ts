@@ -7,6 +7,7 @@ import { z } from '@hono/zod-openapi';
 import { CronExpressionParser } from 'cron-parser';
 import { sql, type SQL } from 'drizzle-orm';
 import type { Principal } from '../auth/credentials.ts';
+import { refuseManaged, type ManagedWrite } from '../apply/managed.ts';
 import { recordAudit } from '../audit.ts';
 import { rows, withRetry, type Db } from '../db/index.ts';
 import { badRequest, HubError, notFound } from '../errors.ts';
@@ -72,6 +73,8 @@ export interface Segment {
   createdAt: Date;
   updatedAt: Date;
   lastComputedAt: Date | null;
+  /** The config-as-code key when `audiencehub apply` manages it (the API then refuses edits). */
+  managedBy: string | null;
 }
 
 interface SegmentRow {
@@ -90,6 +93,7 @@ interface SegmentRow {
   created_at: string | Date;
   updated_at: string | Date;
   last_computed_at: string | Date | null;
+  managed_by: string | null;
 }
 
 const date = (v: string | Date) => new Date(v);
@@ -110,6 +114,7 @@ export const toSegment = (r: SegmentRow): Segment => ({
   createdAt: date(r.created_at),
   updatedAt: date(r.updated_at),
   lastComputedAt: maybeDate(r.last_computed_at),
+  managedBy: r.managed_by ?? null,
 });
 
 /** Segments `principal` may see: shared ones, its own, and all of them for an admin. */
@@ -292,8 +297,10 @@ export async function updateSegment(
   principal: Principal,
   id: string,
   input: UpdateSegment,
+  options: ManagedWrite = {},
 ): Promise<{ segment: Segment; recompute: boolean }> {
   const current = await getOwnSegment(db, principal, id);
+  refuseManaged('segment', current.managedBy, options);
   const name = input.name ?? current.name;
   if (input.rules !== undefined && current.rules === null) {
     throw badRequest('This segment is an uploaded list: it has no rules to change.', [
@@ -351,8 +358,14 @@ export async function updateSegment(
  * Delete a segment with its members, history and runs. Refused (409, naming them) while other
  * segments' rules reference it.
  */
-export async function deleteSegment(db: Db, principal: Principal, id: string): Promise<void> {
-  await getOwnSegment(db, principal, id);
+export async function deleteSegment(
+  db: Db,
+  principal: Principal,
+  id: string,
+  options: ManagedWrite = {},
+): Promise<void> {
+  const current = await getOwnSegment(db, principal, id);
+  refuseManaged('segment', current.managedBy, options);
   await withRetry(db, async (tx) => {
     await assertSegmentUnlocked(tx, id);
     const [synced] = await rows<{ id: string }>(
