@@ -26,7 +26,11 @@ export const MailchimpConfig = z.object({
   baseUrl: z.url({ protocol: /^https?$/ }).optional(),
   /** New members are `pending` (Mailchimp sends a confirmation email) instead of `subscribed`. */
   doubleOptIn: z.boolean().default(false),
-  /** A member leaving the segment is archived as well as untagged. Off unless asked for. */
+  /**
+   * A member the hub added to the audience (row state `created`) is archived as well as
+   * untagged on leaving the segment; contacts who were there before are only untagged. Off
+   * unless asked for.
+   */
   archiveOnRemove: z.boolean().default(false),
 });
 export type MailchimpConfig = z.infer<typeof MailchimpConfig>;
