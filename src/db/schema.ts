@@ -8,6 +8,7 @@ import {
   bigserial,
   boolean,
   date,
+  doublePrecision,
   index,
   integer,
   jsonb,
@@ -451,4 +452,143 @@ export const syncRowErrors = pgTable(
     index('sync_row_errors_run_idx').on(t.runId),
     index('sync_row_errors_profile_idx').on(t.syncId, t.profileId),
   ],
+);
+
+/**
+ * A configured source connector (ERP database, CRM, analytics, files). Secret config fields
+ * are kept only encrypted, with the destinations' key.
+ */
+export const sources = pgTable(
+  'sources',
+  {
+    id: uuid('id').primaryKey(),
+    name: text('name').notNull(),
+    /** The connector's name in the registry, e.g. `postgres`. */
+    connector: text('connector').notNull(),
+    /** The config without its secret fields. */
+    config: jsonb('config').$type<Record<string, unknown>>().notNull().default({}),
+    /** The secret fields, sealed (src/destinations/secrets.ts). */
+    secrets: text('secrets').notNull(),
+    /** A cron expression (UTC) for scheduled imports of every enabled stream; null: on demand. */
+    schedule: text('schedule'),
+    /** When the schedule next falls due. */
+    nextRunAt: ts('next_run_at'),
+    /** How long the source may go without a successful run before the overdue alert. */
+    expectedIntervalMinutes: integer('expected_interval_minutes'),
+    /** Where alerts are POSTed besides the log, sealed: such URLs often carry a token. */
+    alertWebhook: text('alert_webhook'),
+    /** A run whose share of rejected rows exceeds this fails instead of importing (0–1). */
+    maxRejectShare: doublePrecision('max_reject_share').notNull().default(0.1),
+    /** The config-as-code key of the object, when `audiencehub apply` manages it (API edits refused). */
+    managedBy: text('managed_by'),
+    /** The end of the last successful run of any of its streams. */
+    lastSuccessAt: ts('last_success_at'),
+    /** When the overdue alert of the current episode was sent; cleared by a success. */
+    overdueAlertedAt: ts('overdue_alerted_at'),
+    createdBy: uuid('created_by'),
+    createdAt: ts('created_at').notNull().defaultNow(),
+    updatedAt: ts('updated_at').notNull().defaultNow(),
+  },
+  (t) => [
+    uniqueIndex('sources_name_idx').on(sql`lower(${t.name})`),
+    uniqueIndex('sources_managed_by_idx').on(t.managedBy),
+    index('sources_next_run_idx').on(t.nextRunAt),
+  ],
+);
+
+/** How one stream of a source is imported: its mapping onto the core model, and its cursor. */
+export const importStreams = pgTable(
+  'import_streams',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    sourceId: uuid('source_id').notNull(),
+    /** The stream's name as the connector's `discover` reports it. */
+    stream: text('stream').notNull(),
+    /** Fields → identities, traits and events (src/imports/mapping.ts). */
+    mapping: jsonb('mapping').$type<Record<string, unknown>>().notNull(),
+    /** Off: neither scheduled nor part of a run of the whole source. */
+    enabled: boolean('enabled').notNull().default(true),
+    /** The last checkpoint whose records are all stored; the next run reads from it. */
+    cursor: jsonb('cursor').$type<unknown>(),
+    cursorAt: ts('cursor_at'),
+    /** The run holding the stream (one at a time across workers), until its lease ends. */
+    leaseRunId: bigint('lease_run_id', { mode: 'number' }),
+    leaseUntil: ts('lease_until'),
+    /** When the failure alert of the current episode was sent; cleared by a success. */
+    failureAlertedAt: ts('failure_alerted_at'),
+    createdAt: ts('created_at').notNull().defaultNow(),
+    updatedAt: ts('updated_at').notNull().defaultNow(),
+  },
+  (t) => [uniqueIndex('import_streams_source_stream_idx').on(t.sourceId, t.stream)],
+);
+
+/** Each import run of one stream: the run history. */
+export const importRuns = pgTable(
+  'import_runs',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    sourceId: uuid('source_id').notNull(),
+    stream: text('stream').notNull(),
+    /** `manual`, `schedule` or `cli`. */
+    trigger: text('trigger').notNull(),
+    /** `running`, `succeeded` or `failed`. */
+    status: text('status').notNull(),
+    /** The cursor the run started from (null: the beginning). */
+    startCursor: jsonb('start_cursor').$type<unknown>(),
+    rowsRead: integer('rows_read').notNull().default(0),
+    /** Rows that stored at least one new message. */
+    rowsImported: integer('rows_imported').notNull().default(0),
+    /** Rows already stored (a re-read) or exact copies of another row. */
+    rowsDuplicate: integer('rows_duplicate').notNull().default(0),
+    /** Rows that failed the mapping, kept in `import_rejects`. */
+    rowsRejected: integer('rows_rejected').notNull().default(0),
+    startedAt: ts('started_at').notNull().defaultNow(),
+    finishedAt: ts('finished_at'),
+    error: text('error'),
+  },
+  (t) => [index('import_runs_source_idx').on(t.sourceId, t.startedAt)],
+);
+
+/**
+ * Rows that failed their stream's mapping, with the row and the reason. A row is kept once per
+ * stream (by its record key), under the latest run that rejected it; importing it later
+ * removes it.
+ */
+export const importRejects = pgTable(
+  'import_rejects',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    runId: bigint('run_id', { mode: 'number' }).notNull(),
+    sourceId: uuid('source_id').notNull(),
+    stream: text('stream').notNull(),
+    /** The record's identity: its primary key values, the connector's key, or a content hash. */
+    recordKey: text('record_key').notNull(),
+    /** The record as the connector read it. */
+    row: jsonb('row').$type<Record<string, unknown>>().notNull(),
+    reason: text('reason').notNull(),
+    /** The field the reason names, when it names one. */
+    field: text('field'),
+    at: ts('at').notNull().defaultNow(),
+  },
+  (t) => [
+    uniqueIndex('import_rejects_record_idx').on(t.sourceId, t.stream, t.recordKey),
+    index('import_rejects_run_idx').on(t.runId, t.id),
+  ],
+);
+
+/**
+ * A digest of each distinct row content a stream has imported, with the digest of the record
+ * key that first had it: a later row with the same content under another key is an exact
+ * duplicate and is dropped.
+ */
+export const importRowDigests = pgTable(
+  'import_row_digests',
+  {
+    streamId: bigint('stream_id', { mode: 'number' }).notNull(),
+    /** md5 of the row's canonical JSON, as a uuid (16 bytes). */
+    digest: uuid('digest').notNull(),
+    /** md5 of the record key that first had this content. */
+    keyDigest: uuid('key_digest').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.streamId, t.digest] })],
 );
