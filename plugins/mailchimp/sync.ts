@@ -158,7 +158,7 @@ interface Member {
 }
 
 /** What the steps of one batch share. */
-interface Batch {
+interface Shared {
   client: Mailchimp;
   config: MailchimpConfig;
   sync: SyncInfo;
@@ -171,7 +171,7 @@ interface Batch {
  * The row state this plugin keeps: whether the hub's create pass added the member to the
  * audience (Mailchimp's `new_members`). Only such members are archived on removal.
  */
-export interface MemberState extends Record<string, unknown> {
+interface MemberState extends Record<string, unknown> {
   created: boolean;
 }
 
@@ -216,15 +216,15 @@ export const sync: DestinationSync<MailchimpConfig> = async ({ config, sync, bat
 
   const client = mailchimp(config);
   const tag = await ready(client, config, sync, ctx);
-  const step: Batch = { client, config, sync, tag, settle, ctx };
+  const shared: Shared = { client, config, sync, tag, settle, ctx };
   try {
-    const existing = await upsert(step, [...upserts.values()]);
-    await addTag(step, existing);
-    await remove(step, removals);
+    const existing = await upsert(shared, [...upserts.values()]);
+    await addTag(shared, existing);
+    await remove(shared, removals);
   } catch (error) {
     if (!isNotFound(error)) throw error;
     await assertAudience(client, config);
-    throw tagDeleted(step);
+    throw tagDeleted(shared);
   }
   return batch.map(
     (row) =>
@@ -235,7 +235,7 @@ export const sync: DestinationSync<MailchimpConfig> = async ({ config, sync, bat
 const lower = (email: string) => email.toLowerCase();
 
 /** The sync's tag is gone from Mailchimp mid-run: fail the run; the next one sets up again. */
-function tagDeleted({ config, sync, tag }: Batch): ConfigError {
+function tagDeleted({ config, sync, tag }: Shared): ConfigError {
   setUps.delete(keyOf(config, sync));
   return new ConfigError(
     `The Mailchimp tag "${tag.tagName}" (id ${tag.tagId}) was deleted in Mailchimp during this run; the next run creates it again.`,
@@ -256,8 +256,8 @@ function mergeValues(fields: Record<string, unknown>): Record<string, unknown> {
  * tagged by that same call and settled `created`; answers the members found on the audience
  * (and not unsubscribed or cleaned), still to be tagged.
  */
-async function upsert(step: Batch, members: Member[]): Promise<Member[]> {
-  const { client, config, tag, settle } = step;
+async function upsert(shared: Shared, members: Member[]): Promise<Member[]> {
+  const { client, config, tag, settle } = shared;
   const queue = {
     create: members.filter((m) => m.first === 'create'),
     update: members.filter((m) => m.first === 'update'),
@@ -281,7 +281,7 @@ async function upsert(step: Batch, members: Member[]): Promise<Member[]> {
         update_existing: pass === 'update',
       }),
     );
-    if (pass === 'create') assertSameTag(step, answer.new_members);
+    if (pass === 'create') assertSameTag(shared, answer.new_members);
     const errors = new Map(answer.errors.map((e) => [lower(e.email_address), e]));
     const created = new Set(answer.new_members.map((m) => lower(m.email_address)));
     const statuses = new Map(answer.updated_members.map((m) => [lower(m.email_address), m.status]));
@@ -318,11 +318,11 @@ async function upsert(step: Batch, members: Member[]): Promise<Member[]> {
  * Batch subscribe tags by name, so a tag deleted in Mailchimp since this run found it is made
  * again under a new id. The new members answered carry the tag with its id, which tells.
  */
-function assertSameTag(step: Batch, members: BatchMember[]): void {
-  const name = lower(step.tag.tagName);
+function assertSameTag(shared: Shared, members: BatchMember[]): void {
+  const name = lower(shared.tag.tagName);
   for (const member of members) {
     for (const tag of member.tags ?? []) {
-      if (lower(tag.name) === name && tag.id !== step.tag.tagId) throw tagDeleted(step);
+      if (lower(tag.name) === name && tag.id !== shared.tag.tagId) throw tagDeleted(shared);
     }
   }
 }
@@ -331,7 +331,7 @@ function assertSameTag(step: Batch, members: BatchMember[]): void {
  * Tag the members found on the audience, 500 a call. Their rows are confirmed: an `add` row as
  * not created by the hub; an `update` row keeps the state it had.
  */
-async function addTag({ client, config, tag, settle }: Batch, members: Member[]): Promise<void> {
+async function addTag({ client, config, tag, settle }: Shared, members: Member[]): Promise<void> {
   for (let i = 0; i < members.length; i += MAX_MEMBERS) {
     const chunk = members.slice(i, i + MAX_MEMBERS);
     const answer = await client.call(
@@ -387,7 +387,7 @@ const createdByHub = (rows: SyncRow[]) => rows.some((row) => row.state?.created 
  * a customer) stays, untagged.
  */
 async function remove(
-  { client, config, tag, settle, ctx }: Batch,
+  { client, config, tag, settle, ctx }: Shared,
   removals: Map<string, SyncRow[]>,
 ): Promise<void> {
   const emails = [...removals.keys()];
