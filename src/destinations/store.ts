@@ -11,9 +11,9 @@ import { rows, type Db } from '../db/index.ts';
 import { badRequest, HubError, notFound } from '../errors.ts';
 import { uuidv7 } from '../ids.ts';
 import type { Logger } from '../log.ts';
-import { secretKeys, type DestinationPlugin } from '../sdk/destination.ts';
+import { secretKeys, type DestinationField, type DestinationPlugin } from '../sdk/destination.ts';
 import { ConfigError, TransientError, VendorError } from '../sdk/errors.ts';
-import { pluginContext } from '../sync/engine.ts';
+import { pluginContext, redact as redactSecrets, secretStrings } from '../sync/engine.ts';
 import type { PluginRegistry } from '../sync/registry.ts';
 import type { SecretBox } from './secrets.ts';
 
@@ -270,3 +270,92 @@ export async function deleteDestination(db: Db, principal: Principal, id: string
     await recordAudit(tx, actor(principal), 'destination.deleted', 'destination', id, {});
   });
 }
+
+/** What a destination offers to map: its plugin's fields, and whether it takes others. */
+export interface DestinationFields {
+  /** The fields rows may carry; empty: any field name. */
+  fields: DestinationField[];
+  /** Mappings may name fields not listed yet: the plugin creates them. */
+  acceptsNewFields: boolean;
+}
+
+/**
+ * Ask a destination's plugin which fields it offers, with its stored config (secrets opened
+ * only in memory). A plugin that fails answers a problem with its message, secrets blanked:
+ * 422 `destination-fields-failed` (a ConfigError), 503 `destination-unavailable` (the service is
+ * busy or out of reach), 502 `destination-fields-failed` (anything else).
+ *
+ * @example
+ * const { fields } = await destinationFields(db, deps, destinationId);
+ * // [{ key: 'email', label: 'Email', type: 'string', required: true, identifier: true }, …]
+ */
+export async function destinationFields(
+  db: Db,
+  deps: DestinationDeps,
+  id: string,
+): Promise<DestinationFields> {
+  const [row] = await rows<Row>(db, sql`select * from destinations where id = ${id}`);
+  if (!row) throw notFound('Destination', id);
+  const plugin = deps.registry.get(row.plugin);
+  if (!plugin) {
+    throw misconfigured(`The destination's plugin "${row.plugin}" is not installed.`);
+  }
+  const secrets = deps.box.open<Record<string, unknown>>(row.secrets);
+  const parsed = plugin.config.safeParse({ ...row.config, ...secrets });
+  if (!parsed.success) {
+    // Paths and messages only: an issue may quote the value it refused.
+    const paths = parsed.error.issues.map((i) => i.path.join('.') || '(config)');
+    throw misconfigured(
+      `The destination's stored configuration no longer fits the ${plugin.title} plugin (${paths.join(', ')}): change it.`,
+    );
+  }
+  const hidden = secretStrings(secrets);
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(), 30_000);
+  try {
+    const fields = await plugin.fields(
+      { config: parsed.data },
+      pluginContext(deps.log.child({ destinationId: id, plugin: plugin.name }), controller.signal),
+    );
+    return { fields, acceptsNewFields: plugin.acceptsNewFields === true };
+  } catch (error) {
+    const message = error instanceof Error ? redactSecrets(error.message, hidden) : '';
+    if (error instanceof ConfigError) {
+      throw new HubError(
+        422,
+        'destination-fields-failed',
+        'Destination fields unavailable',
+        `${plugin.title} could not list its fields: ${message}`,
+      );
+    }
+    if (error instanceof TransientError) {
+      throw new HubError(
+        503,
+        'destination-unavailable',
+        'Destination unavailable',
+        `${plugin.title} is busy or out of reach: ${message}. Try again later.`,
+        undefined,
+        error.retryAfterMs === undefined
+          ? undefined
+          : { retryAfterSeconds: Math.ceil(error.retryAfterMs / 1000) },
+      );
+    }
+    const known = error instanceof VendorError;
+    deps.log.warn('destination fields failed', {
+      destinationId: id,
+      plugin: plugin.name,
+      error: known ? message : redactSecrets(String(error), hidden),
+    });
+    throw new HubError(
+      502,
+      'destination-fields-failed',
+      'Destination fields unavailable',
+      `${plugin.title} could not list its fields: ${known ? message : 'the plugin failed unexpectedly (logged)'}`,
+    );
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+const misconfigured = (detail: string) =>
+  new HubError(409, 'destination-misconfigured', 'Destination misconfigured', detail);

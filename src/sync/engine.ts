@@ -2,14 +2,20 @@
  * The sync engine: sends a segment's members to a destination, only the difference against
  * what the destination last confirmed (the ledger in `sync_state`):
  * - a member with no ledger row is **added**; one whose mapped values changed is **updated**;
- *   one the destination rejected is tried again only when its values change;
+ *   one the destination rejected is tried again only when its values change (or on request);
  * - in mirror mode, a profile in the ledger (so added by this hub) that left the segment is
  *   **removed** — removal never touches anything this hub did not add.
- * Rows go in batches of the plugin's `batchSize`, at most `concurrency` batches in flight per
- * `limitKey` in this process (p-queue), each batch retried when the service is busy. The ledger
- * advances per batch and only for rows the destination confirmed, so a run cut off anywhere
- * resumes without losing or repeating anything. One run per sync at a time, across every
- * worker, through a lease on the sync's row.
+ * A ledger row's status is `ok` (the destination holds it), `rejected` (refused, never there),
+ * or one of two marks asking the next run to send a row again whatever its values:
+ * `resend` (held: sent as an update, e.g. to a destination emptied by hand) and `retry`
+ * (rejected: sent as an add, e.g. once the cause was fixed at the destination); see
+ * {@link markForResend}. A confirmed row keeps the plugin's `state` for it, handed back with its
+ * next update or removal.
+ * Rows go in batches of the plugin's `batchSize`, at most `concurrency` calls in flight per
+ * `limitKey` in this process (p-queue, which the run's `prepare` goes through too), each call
+ * retried when the service is busy. The ledger advances per batch and only for rows the
+ * destination confirmed, so a run cut off anywhere resumes without losing or repeating
+ * anything. One run per sync at a time, across every worker, through a lease on the sync's row.
  */
 import PQueue from 'p-queue';
 import { sql, type SQL } from 'drizzle-orm';
@@ -70,8 +76,6 @@ interface LoadedSync {
 const LEASE_SECONDS = 120;
 /** Rows read from the database at a time. */
 const PAGE = 5000;
-/** Attempts at a batch the service keeps failing transiently, within one run. */
-const BATCH_ATTEMPTS = 4;
 
 /** Load a sync with its plugin and its decrypted, validated config. */
 export async function loadSync(db: Db, deps: SyncDeps, syncId: string): Promise<LoadedSync> {
@@ -114,16 +118,24 @@ export async function loadSync(db: Db, deps: SyncDeps, syncId: string): Promise<
     mapping: row.mapping,
     plugin,
     config: parsed.data,
-    // Every string inside the secret fields, records of headers included.
-    secretValues: JSON.stringify(secrets)
-      .match(/"(?:[^"\\]|\\.)*"/g)!
-      .map((quoted) => JSON.parse(quoted) as string)
-      .filter((v) => v.length >= 4 && !Object.hasOwn(secrets, v)),
+    secretValues: secretStrings(secrets),
   };
 }
 
-/** Blank every secret value out of a message before it is stored or logged. */
-const redact = (message: string, secrets: string[]) =>
+/** Every string inside a destination's secret fields (records of headers included). */
+export function secretStrings(secrets: Record<string, unknown>): string[] {
+  return (JSON.stringify(secrets).match(/"(?:[^"\\]|\\.)*"/g) ?? [])
+    .map((quoted) => JSON.parse(quoted) as string)
+    .filter((v) => v.length >= 4 && !Object.hasOwn(secrets, v));
+}
+
+/**
+ * Blank every secret value out of a message before it is stored, logged or answered.
+ *
+ * @example
+ * redact('key sk-live-9f8e7d was revoked', ['sk-live-9f8e7d']); // 'key ******** was revoked'
+ */
+export const redact = (message: string, secrets: string[]) =>
   secrets.reduce((text, s) => text.split(s).join('********'), message).slice(0, 1000);
 
 /** The plugin call context for one run. */
@@ -140,10 +152,23 @@ export interface SyncPlan {
   add: number;
   update: number;
   remove: number;
+  /** Rejected rows marked to be sent again (as adds) whatever their values. */
+  retry: number;
   /** Rejected rows whose values have not changed: not sent again. */
   heldBack: number;
-  samples: { action: SyncRow['action']; profileId: string; fields: Record<string, unknown> }[];
+  samples: {
+    action: SyncRow['action'];
+    profileId: string;
+    fields: Record<string, unknown>;
+    /** What the plugin kept for the row, handed back with an update. */
+    state?: Record<string, unknown>;
+  }[];
 }
+
+/** Ledger statuses of rows the destination holds (added by this hub): updated and removed. */
+const HELD = sql`('ok', 'resend')`;
+/** Ledger statuses of rows marked to be sent again whatever their values. */
+const MARKED = sql`('resend', 'retry')`;
 
 /** The diff between the segment and the ledger, as a query of (profile_id, action, fields). */
 function diffQuery(
@@ -155,14 +180,14 @@ function diffQuery(
   // without it each page would merge-join from the first profile (quadratic over a run).
   const from = (column: SQL) => (after === null ? sql`true` : sql`${column} > ${after}::uuid`);
   return sql`
-    select m.profile_id, v.fields, s.status as state, s.values as confirmed
+    select m.profile_id, v.fields, s.status, s.state
     from segment_members m
     join profiles p on p.id = m.profile_id and p.merged_into is null and ${from(sql`p.id`)}
     cross join lateral (select ${mappedValues(sync.mapping)} as fields) v
     left join sync_state s on s.sync_id = ${sync.id} and s.profile_id = m.profile_id
       and ${from(sql`s.profile_id`)}
     where m.segment_id = ${sync.segmentId} and ${from(sql`m.profile_id`)}
-      and (s.profile_id is null or s.values is distinct from v.fields)
+      and (s.profile_id is null or s.values is distinct from v.fields or s.status in ${MARKED})
     order by m.profile_id
     limit ${limit}`;
 }
@@ -171,7 +196,7 @@ function diffQuery(
 function leftQuery(sync: Pick<LoadedSync, 'id' | 'segmentId'>, after: string | null) {
   const from = after === null ? sql`true` : sql`s.profile_id > ${after}::uuid`;
   return sql`
-    select s.profile_id, s.values as fields, s.status as state
+    select s.profile_id, s.values as fields, s.status, s.state
     from sync_state s
     where s.sync_id = ${sync.id} and ${from}
       and not exists (
@@ -182,26 +207,46 @@ function leftQuery(sync: Pick<LoadedSync, 'id' | 'segmentId'>, after: string | n
     limit ${PAGE}`;
 }
 
+type LedgerStatus = 'ok' | 'rejected' | 'resend' | 'retry';
+
 interface DiffRow {
   profile_id: string;
   fields: Record<string, unknown>;
-  state: 'ok' | 'rejected' | null;
-  confirmed?: Record<string, unknown> | null;
+  status: LedgerStatus | null;
+  state: Record<string, unknown> | null;
+}
+
+const held = (status: LedgerStatus | null) => status === 'ok' || status === 'resend';
+
+/** A row of the diff as the plugin gets it: only a row the destination holds is updated. */
+function toRow(r: DiffRow, action?: 'remove'): SyncRow {
+  const row: SyncRow = {
+    id: r.profile_id,
+    action: action ?? (held(r.status) ? 'update' : 'add'),
+    fields: r.fields,
+  };
+  // An add starts afresh: a rejected row never reached the destination.
+  if (row.action !== 'add' && r.state !== null) row.state = r.state;
+  return row;
+}
+
+/** A page of rows to send, and which of them are rejected rows sent again on request. */
+interface DiffPage {
+  rows: SyncRow[];
+  retrying: Set<string>;
 }
 
 /** Read the whole difference page by page, in profile id order. */
-async function* differences(db: Db, sync: LoadedSync): AsyncGenerator<SyncRow[], void, undefined> {
+async function* differences(db: Db, sync: LoadedSync): AsyncGenerator<DiffPage, void, undefined> {
   let after: string | null = null;
   for (;;) {
     const page: DiffRow[] = await rows<DiffRow>(db, diffQuery(sync, after));
     if (page.length === 0) break;
     after = page.at(-1)!.profile_id;
-    yield page.map((r) => ({
-      id: r.profile_id,
-      // Only a row the destination holds (ok) can be updated; a rejected one is added anew.
-      action: r.state === 'ok' ? 'update' : 'add',
-      fields: r.fields,
-    }));
+    yield {
+      rows: page.map((r) => toRow(r)),
+      retrying: new Set(page.filter((r) => r.status === 'retry').map((r) => r.profile_id)),
+    };
     if (page.length < PAGE) break;
   }
   after = null;
@@ -210,12 +255,13 @@ async function* differences(db: Db, sync: LoadedSync): AsyncGenerator<SyncRow[],
     if (page.length === 0) break;
     after = page.at(-1)!.profile_id;
     // A rejected row never reached the destination: it is forgotten, not removed.
-    const rejected = page.filter((r) => r.state !== 'ok').map((r) => r.profile_id);
+    const rejected = page.filter((r) => !held(r.status)).map((r) => r.profile_id);
     if (rejected.length > 0) await forget(db, sync.id, rejected);
     if (sync.mode === 'mirror') {
-      yield page
-        .filter((r) => r.state === 'ok')
-        .map((r) => ({ id: r.profile_id, action: 'remove', fields: r.fields }));
+      yield {
+        rows: page.filter((r) => held(r.status)).map((r) => toRow(r, 'remove')),
+        retrying: new Set(),
+      };
     }
     if (page.length < PAGE) break;
   }
@@ -226,6 +272,36 @@ async function forget(db: Db, syncId: string, profileIds: string[]) {
     sql`delete from sync_state where sync_id = ${syncId}
           and profile_id in (select x::uuid from json_array_elements_text(${json(profileIds)}) x)`,
   );
+}
+
+/**
+ * Mark ledger rows to be sent again on the next run, whatever their values; answers how many
+ * are marked (those marked before and not sent yet included). `rejected`: every row the destination rejected (sent again as an add, counted in
+ * the run's `retried`). `all`: every row, for a destination emptied by hand — rows it held are
+ * sent again as updates (which plugins treat as upserts), with their state, and stay the hub's
+ * to remove; rejected rows as adds. Nothing the ledger does not hold is removed, and members
+ * not in the ledger are added by the run as always. Call inside the caller's transaction.
+ *
+ * @example
+ * const marked = await markForResend(tx, syncId, 'rejected'); // then request a run
+ */
+export async function markForResend(
+  tx: Db,
+  syncId: string,
+  which: 'rejected' | 'all',
+): Promise<number> {
+  const [marked] = await rows<{ n: number }>(
+    tx,
+    sql`with marked as (
+          update sync_state
+          set status = case when status in ${HELD} then 'resend' else 'retry' end,
+            updated_at = now()
+          where sync_id = ${syncId}
+            and status in ${which === 'all' ? sql`('ok', 'rejected', 'resend', 'retry')` : sql`('rejected', 'retry')`}
+          returning 1)
+        select count(*)::int as n from marked`,
+  );
+  return marked!.n;
 }
 
 /**
@@ -241,21 +317,28 @@ export async function planSync(
   options: { samples?: number } = {},
 ): Promise<SyncPlan> {
   const sync = await loadSync(db, deps, syncId);
-  const [counts] = await rows<{ add: number; update: number; held: number; remove: number }>(
+  const [counts] = await rows<{
+    add: number;
+    update: number;
+    retry: number;
+    held: number;
+    remove: number;
+  }>(
     db,
     sql`with d as (
-          select s.status as state, (s.values is distinct from ${mappedValues(sync.mapping)}) as changed
+          select s.status, (s.values is distinct from ${mappedValues(sync.mapping)}) as changed
           from segment_members m
           join profiles p on p.id = m.profile_id and p.merged_into is null
           left join sync_state s on s.sync_id = ${sync.id} and s.profile_id = m.profile_id
           where m.segment_id = ${sync.segmentId}
         )
-        select count(*) filter (where state is null or (state = 'rejected' and changed))::int as add,
-          count(*) filter (where state = 'ok' and changed)::int as update,
-          count(*) filter (where state = 'rejected' and not changed)::int as held,
+        select count(*) filter (where status is null or (status = 'rejected' and changed))::int as add,
+          count(*) filter (where (status = 'ok' and changed) or status = 'resend')::int as update,
+          count(*) filter (where status = 'retry')::int as retry,
+          count(*) filter (where status = 'rejected' and not changed)::int as held,
           ${
             sync.mode === 'mirror'
-              ? sql`(select count(*)::int from (${leftQuery(sync, null)}) l where l.state = 'ok')`
+              ? sql`(select count(*)::int from (${leftQuery(sync, null)}) l where l.status in ${HELD})`
               : sql`0`
           } as remove
         from d`,
@@ -265,10 +348,12 @@ export async function planSync(
   if (wanted > 0) {
     const page = await rows<DiffRow>(db, diffQuery(sync, null, wanted));
     for (const r of page) {
+      const row = toRow(r);
       samples.push({
-        action: r.state === 'ok' ? 'update' : 'add',
-        profileId: r.profile_id,
-        fields: r.fields,
+        action: row.action,
+        profileId: row.id,
+        fields: row.fields,
+        ...(row.state ? { state: row.state } : {}),
       });
     }
   }
@@ -276,9 +361,20 @@ export async function planSync(
     add: counts!.add,
     update: counts!.update,
     remove: counts!.remove,
+    retry: counts!.retry,
     heldBack: counts!.held,
     samples,
   };
+}
+
+/** A run's counts; `left` (rows left to retry) is part of `retried` and makes a run partial. */
+interface RunCounts {
+  added: number;
+  updated: number;
+  removed: number;
+  rejected: number;
+  retried: number;
+  left: number;
 }
 
 /**
@@ -324,7 +420,7 @@ export async function runSync(
     (LEASE_SECONDS * 1000) / 4,
   );
   heartbeat.unref();
-  const counts = { added: 0, updated: 0, removed: 0, rejected: 0, retried: 0 };
+  const counts: RunCounts = { added: 0, updated: 0, removed: 0, rejected: 0, retried: 0, left: 0 };
   let secrets: string[] = [];
   try {
     const sync = await loadSync(db, deps, syncId);
@@ -337,21 +433,27 @@ export async function runSync(
       mode: sync.mode,
       fields: sync.mapping.map((m) => m.to),
     };
-    await sync.plugin.prepare?.({ config: sync.config, sync: info }, ctx);
     const queue = queueFor(deps, sync);
+    const prepare = sync.plugin.prepare;
+    if (prepare) {
+      // Through the queue: preparing calls the service too, and counts against its limits.
+      await queue.add(() =>
+        withRetries(ctx, () => prepare({ config: sync.config, sync: info }, ctx)),
+      );
+    }
     const pending: Promise<void>[] = [];
     let failure: unknown;
-    const send = async (batch: SyncRow[]) => {
+    const send = async (batch: SyncRow[], retrying: Set<string>) => {
       const results = await sendBatch(sync, info, batch, ctx);
-      await applyResults(db, sync.id, runId, batch, results, counts);
+      await applyResults(db, sync.id, runId, batch, retrying, results, counts);
     };
     for await (const page of differences(db, sync)) {
-      for (let i = 0; i < page.length; i += sync.plugin.limits.batchSize) {
+      for (let i = 0; i < page.rows.length; i += sync.plugin.limits.batchSize) {
         if (failure !== undefined) break;
-        const batch = page.slice(i, i + sync.plugin.limits.batchSize);
+        const batch = page.rows.slice(i, i + sync.plugin.limits.batchSize);
         pending.push(
           queue
-            .add(() => send(batch))
+            .add(() => send(batch, page.retrying))
             .catch((error: unknown) => {
               failure ??= error;
               controller.abort();
@@ -365,7 +467,7 @@ export async function runSync(
     await Promise.all(pending);
     if (failure !== undefined) throw failure;
     await sync.plugin.finish?.({ config: sync.config, sync: info }, ctx);
-    const status = counts.rejected + counts.retried > 0 ? 'partial' : 'succeeded';
+    const status = counts.rejected + counts.left > 0 ? 'partial' : 'succeeded';
     await finishRun(db, runId, status, counts, null);
   } catch (error) {
     const message = redact(error instanceof Error ? error.message : String(error), secrets);
@@ -426,20 +528,20 @@ function queueFor(deps: SyncDeps, sync: LoadedSync): PQueue {
   return queue;
 }
 
-/** One batch through the plugin, retried while the service fails transiently. */
-async function sendBatch(
-  sync: LoadedSync,
-  info: SyncInfo,
-  batch: SyncRow[],
-  ctx: PluginContext,
-): Promise<RowResult[]> {
+/** Attempts at a plugin call the service keeps failing transiently, within one run. */
+const ATTEMPTS = 4;
+
+/**
+ * Call the plugin, again while it fails transiently: after `retryAfterMs` when the service said,
+ * else 1 s, 2 s, 4 s… (at most 30 s). The last TransientError is thrown after ATTEMPTS calls.
+ */
+async function withRetries<T>(ctx: PluginContext, call: () => Promise<T>): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     try {
-      return await sync.plugin.sync({ config: sync.config, sync: info, batch }, ctx);
+      return await call();
     } catch (error) {
-      if (!(error instanceof TransientError) || ctx.signal.aborted) throw error;
-      if (attempt >= BATCH_ATTEMPTS) {
-        return batch.map((r) => ({ id: r.id, status: 'retry', reason: error.message }));
+      if (!(error instanceof TransientError) || ctx.signal.aborted || attempt >= ATTEMPTS) {
+        throw error;
       }
       const waitMs = error.retryAfterMs ?? Math.min(30_000, 1000 * 2 ** (attempt - 1));
       // A stopped run does not sit out the wait.
@@ -459,19 +561,43 @@ async function sendBatch(
   }
 }
 
+/** One batch through the plugin; a batch the service keeps refusing is left to the next run. */
+async function sendBatch(
+  sync: LoadedSync,
+  info: SyncInfo,
+  batch: SyncRow[],
+  ctx: PluginContext,
+): Promise<RowResult[]> {
+  try {
+    return await withRetries(ctx, () =>
+      sync.plugin.sync({ config: sync.config, sync: info, batch }, ctx),
+    );
+  } catch (error) {
+    if (!(error instanceof TransientError) || ctx.signal.aborted) throw error;
+    return batch.map((r) => ({ id: r.id, status: 'retry', reason: error.message }));
+  }
+}
+
 /** Advance the ledger for what the destination confirmed, and record what it did not. */
 async function applyResults(
   db: Db,
   syncId: string,
   runId: number,
   batch: SyncRow[],
+  retrying: Set<string>,
   results: RowResult[],
-  counts: { added: number; updated: number; removed: number; rejected: number; retried: number },
+  counts: RunCounts,
 ) {
   const byId = new Map(results.map((r) => [r.id, r]));
-  const confirmed: { profile_id: string; values: Record<string, unknown> }[] = [];
+  const confirmed: {
+    profile_id: string;
+    values: Record<string, unknown>;
+    state?: Record<string, unknown>;
+  }[] = [];
   const removed: string[] = [];
   const rejected: { profile_id: string; values: Record<string, unknown>; reason: string }[] = [];
+  /** Rows the destination holds whose update or removal it refused. */
+  const refused: string[] = [];
   const errors: { profile_id: string; action: string; status: string; reason: string }[] = [];
   for (const row of batch) {
     const result: RowResult = byId.get(row.id) ?? {
@@ -484,8 +610,9 @@ async function applyResults(
         removed.push(row.id);
         counts.removed++;
       } else {
-        confirmed.push({ profile_id: row.id, values: row.fields });
-        if (row.action === 'add') counts.added++;
+        confirmed.push({ profile_id: row.id, values: row.fields, state: result.state });
+        if (retrying.has(row.id)) counts.retried++;
+        else if (row.action === 'add') counts.added++;
         else counts.updated++;
       }
     } else if (result.status === 'rejected') {
@@ -496,12 +623,13 @@ async function applyResults(
         status: 'rejected',
         reason: result.reason,
       });
-      // A refused removal leaves the row where it is: still ours, still confirmed.
-      if (row.action !== 'remove') {
+      // A refused update or removal leaves the row where it is: still ours, still confirmed.
+      if (row.action === 'add') {
         rejected.push({ profile_id: row.id, values: row.fields, reason: result.reason });
-      }
+      } else refused.push(row.id);
     } else {
       counts.retried++;
+      counts.left++;
       errors.push({
         profile_id: row.id,
         action: row.action,
@@ -512,12 +640,15 @@ async function applyResults(
   }
   await db.transaction(async (tx) => {
     if (confirmed.length > 0) {
+      // A result without `state` keeps the state the row had.
       await tx.execute(
-        sql`insert into sync_state (sync_id, profile_id, values, status)
-            select ${syncId}::uuid, profile_id, values, 'ok'
-            from json_to_recordset(${json(confirmed)}) as x(profile_id uuid, values jsonb)
+        sql`insert into sync_state (sync_id, profile_id, values, status, state)
+            select ${syncId}::uuid, profile_id, values, 'ok', state
+            from json_to_recordset(${json(confirmed)})
+              as x(profile_id uuid, values jsonb, state jsonb)
             on conflict (sync_id, profile_id) do update
-              set values = excluded.values, status = 'ok', reason = null, updated_at = now()`,
+              set values = excluded.values, status = 'ok', reason = null,
+                state = coalesce(excluded.state, sync_state.state), updated_at = now()`,
       );
     }
     if (rejected.length > 0) {
@@ -527,8 +658,17 @@ async function applyResults(
             select ${syncId}::uuid, profile_id, values, 'rejected', reason
             from json_to_recordset(${json(rejected)}) as x(profile_id uuid, values jsonb, reason text)
             on conflict (sync_id, profile_id) do update
-              set values = excluded.values, reason = excluded.reason, updated_at = now()
-              where sync_state.status = 'rejected'`,
+              set values = excluded.values, status = 'rejected', reason = excluded.reason,
+                updated_at = now()
+              where sync_state.status in ('rejected', 'retry')`,
+      );
+    }
+    if (refused.length > 0) {
+      // Sent again as asked and refused: like any refused row, sent again once it changes.
+      await tx.execute(
+        sql`update sync_state set status = 'ok', updated_at = now()
+            where sync_id = ${syncId} and status = 'resend'
+              and profile_id in (select x::uuid from json_array_elements_text(${json(refused)}) x)`,
       );
     }
     if (removed.length > 0) await forget(tx, syncId, removed);
@@ -547,7 +687,7 @@ async function finishRun(
   db: Db,
   runId: number,
   status: SyncRunSummary['status'],
-  counts: { added: number; updated: number; removed: number; rejected: number; retried: number },
+  counts: RunCounts,
   error: string | null,
 ) {
   await db.execute(

@@ -1,6 +1,7 @@
 /**
  * Syncs: one shared segment to one destination, with a field mapping and a mode. Only admins
- * turn auto-sync on or off; while it is on, the segment is locked (./locks.ts).
+ * turn auto-sync on or off; while it is on, the segment is locked (./locks.ts). Rows can be
+ * marked to be sent again on the next run: the rejected ones, or all (a resync).
  */
 import { z } from '@hono/zod-openapi';
 import { sql } from 'drizzle-orm';
@@ -9,8 +10,9 @@ import { recordAudit } from '../audit.ts';
 import { rows, withRetry, type Db } from '../db/index.ts';
 import { badRequest, HubError, notFound } from '../errors.ts';
 import { uuidv7 } from '../ids.ts';
+import { destinationFields } from '../destinations/store.ts';
 import { nextScheduledRun, visibleTo } from '../segments/store.ts';
-import { pluginContext, type SyncDeps } from './engine.ts';
+import { markForResend, type SyncDeps } from './engine.ts';
 import { lockSegments, referencedSegments } from './locks.ts';
 import { Mapping, mappingProblems } from './mapping.ts';
 
@@ -81,9 +83,9 @@ const actor = (p: Principal) => ({ id: p.tokenId, name: p.name });
 async function checkMapping(db: Db, deps: SyncDeps, destinationId: string, mapping: Mapping) {
   const problems = mappingProblems(mapping);
   if (problems.length > 0) throw badRequest('The mapping is not valid.', problems);
-  const [destination] = await rows<{ id: string }>(
+  const [destination] = await rows<{ plugin: string }>(
     db,
-    sql`select id from destinations where id = ${destinationId}`,
+    sql`select plugin from destinations where id = ${destinationId}`,
   );
   if (!destination) {
     throw badRequest(`No destination with id ${destinationId}.`, [
@@ -91,20 +93,16 @@ async function checkMapping(db: Db, deps: SyncDeps, destinationId: string, mappi
     ]);
   }
   // The plugin says what it can take; an empty list means any field.
-  const sync = await loadDestinationOnly(db, deps, destinationId);
-  const controller = new AbortController();
-  const fields = await sync.plugin.fields(
-    { config: sync.config },
-    pluginContext(deps.log.child({ destinationId }), controller.signal),
-  );
+  const { fields, acceptsNewFields } = await destinationFields(db, deps, destinationId);
+  const title = deps.registry.get(destination.plugin)?.title ?? destination.plugin;
   if (fields.length === 0) return;
   const known = new Map(fields.map((f) => [f.key, f]));
   const errors: { field: string; message: string }[] = [];
   mapping.forEach((entry, i) => {
-    if (!known.has(entry.to) && !sync.plugin.acceptsNewFields) {
+    if (!known.has(entry.to) && !acceptsNewFields) {
       errors.push({
         field: `mapping[${i}].to`,
-        message: `${sync.plugin.title} has no field "${entry.to}" (it has ${[...known.keys()].join(', ')})`,
+        message: `${title} has no field "${entry.to}" (it has ${[...known.keys()].join(', ')})`,
       });
     }
   });
@@ -114,21 +112,6 @@ async function checkMapping(db: Db, deps: SyncDeps, destinationId: string, mappi
     }
   }
   if (errors.length > 0) throw badRequest('The mapping does not fit the destination.', errors);
-}
-
-/** The destination's plugin and config, as a sync would load them. */
-async function loadDestinationOnly(db: Db, deps: SyncDeps, destinationId: string) {
-  const [row] = await rows<{ plugin: string; config: Record<string, unknown>; secrets: string }>(
-    db,
-    sql`select plugin, config, secrets from destinations where id = ${destinationId}`,
-  );
-  const plugin = deps.registry.get(row!.plugin);
-  if (!plugin) throw badRequest(`The destination's plugin "${row!.plugin}" is not installed.`);
-  const config = plugin.config.parse({
-    ...row!.config,
-    ...deps.box.open<Record<string, unknown>>(row!.secrets),
-  });
-  return { plugin, config };
 }
 
 /**
@@ -303,5 +286,52 @@ export async function deleteSync(db: Db, principal: Principal, id: string): Prom
     }
     await tx.execute(sql`delete from syncs where id = ${id}`);
     await recordAudit(tx, actor(principal), 'sync.deleted', 'sync', id, {});
+  });
+}
+
+/**
+ * Mark every row the destination rejected to be sent again on the next run, even unchanged
+ * (e.g. once the contacts were fixed at the destination); audit-logged. Answers how many rows
+ * were marked; the caller requests the run.
+ *
+ * @example
+ * const marked = await retryRejected(db, principal, syncId); // then run the sync
+ */
+export async function retryRejected(db: Db, principal: Principal, id: string): Promise<number> {
+  return mark(db, principal, id, 'rejected', 'sync.retry_rejected');
+}
+
+/**
+ * Mark every row to be sent again on the next run (admins only), for a destination emptied by
+ * hand: what it held goes again as updates, rejected rows as adds, and the ledger still knows
+ * which rows the hub added (removal touches only those). Audit-logged; answers how many rows
+ * were marked.
+ *
+ * @example
+ * const marked = await resync(db, admin, syncId); // then run the sync
+ */
+export async function resync(db: Db, principal: Principal, id: string): Promise<number> {
+  if (principal.role !== 'admin') {
+    throw new HubError(403, 'forbidden', 'Forbidden', 'Only an admin may resend a whole sync.');
+  }
+  return mark(db, principal, id, 'all', 'sync.resync');
+}
+
+async function mark(
+  db: Db,
+  principal: Principal,
+  id: string,
+  which: 'rejected' | 'all',
+  action: string,
+): Promise<number> {
+  return withRetry(db, async (tx) => {
+    const [row] = await rows<{ id: string }>(
+      tx,
+      sql`select id from syncs where id = ${id} for update`,
+    );
+    if (!row) throw notFound('Sync', id);
+    const marked = await markForResend(tx, id, which);
+    await recordAudit(tx, actor(principal), action, 'sync', id, { marked });
+    return marked;
   });
 }

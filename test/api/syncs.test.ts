@@ -7,55 +7,14 @@ import type { HubContext } from '../../src/context.ts';
 import { secretBox } from '../../src/destinations/secrets.ts';
 import { inlineJobs } from '../../src/jobs/index.ts';
 import { createLogger } from '../../src/log.ts';
-import { defineDestination, secret, z, type RowResult, type SyncRow } from '../../src/sdk/index.ts';
 import type { SyncDeps } from '../../src/sync/engine.ts';
 import { createRegistry } from '../../src/sync/registry.ts';
 import { driver } from '../support/db.ts';
+import { memoryDestination } from '../support/destinations.ts';
 import { profileOf, send } from '../support/ingest.ts';
 import { caller, harness, type Answer, type Harness } from './support.ts';
 
 const API_KEY = 'sk-live-3c9a7e51d2';
-
-/** A destination kept in memory: what it holds per email, the batches it got, and switches. */
-function memoryDestination() {
-  const held = new Map<string, Record<string, unknown>>();
-  const batches: SyncRow[][] = [];
-  const behaviour = {
-    reject: new Set<string>(),
-    /** While set, every batch waits for it: a run in progress. */
-    gate: null as Promise<void> | null,
-    /** Set once a batch reached the gate. */
-    waiting: false,
-  };
-  const plugin = defineDestination({
-    name: 'memory',
-    title: 'Memory',
-    config: z.object({ apiKey: secret(z.string().min(8)) }),
-    limits: { batchSize: 2, concurrency: 2 }, // small, so that runs take several batches
-    check: async () => ({ ok: true }),
-    fields: async () => [
-      { key: 'email', label: 'Email', type: 'string', required: true, identifier: true },
-      { key: 'plan', label: 'Plan', type: 'string' },
-    ],
-    sync: async ({ batch }) => {
-      if (behaviour.gate) {
-        behaviour.waiting = true;
-        await behaviour.gate;
-      }
-      batches.push(batch);
-      return batch.map((row): RowResult => {
-        const email = String(row.fields.email);
-        if (behaviour.reject.has(email)) {
-          return { id: row.id, status: 'rejected', reason: `${email} is unsubscribed` };
-        }
-        if (row.action === 'remove') held.delete(email);
-        else held.set(email, row.fields);
-        return { id: row.id, status: 'ok' };
-      });
-    },
-  });
-  return { plugin, held, batches, behaviour };
-}
 
 const person = (n: number, plan: string) => ({
   type: 'identify',
