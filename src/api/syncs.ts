@@ -2,7 +2,7 @@ import { OpenAPIHono, createRoute, z } from '@hono/zod-openapi';
 import type { HubContext } from '../context.ts';
 import { HubError } from '../errors.ts';
 import { ConfigError } from '../sdk/errors.ts';
-import { planSync, runSync } from '../sync/engine.ts';
+import { planSync, runSync, type SyncRunSummary } from '../sync/engine.ts';
 import { listRunErrors, listSyncErrors, listSyncRuns } from '../sync/history.ts';
 import { Mapping } from '../sync/mapping.ts';
 import {
@@ -13,6 +13,8 @@ import {
   deleteSync,
   getSync,
   listSyncs,
+  resync,
+  retryRejected,
   setAutoSync,
   updateSync,
 } from '../sync/store.ts';
@@ -88,6 +90,10 @@ export const SyncPlan = z
     add: Count,
     update: Count,
     remove: Count,
+    retry: Count.openapi({
+      description:
+        'Rejected rows marked to be sent again (`retry-rejected`, `resync`), whatever their values.',
+    }),
     heldBack: Count.openapi({
       description: 'Rows the destination rejected whose values have not changed: not sent again.',
     }),
@@ -97,9 +103,15 @@ export const SyncPlan = z
           action: z.enum(['add', 'update', 'remove']),
           profileId: z.uuid(),
           fields: z.record(z.string(), z.unknown()),
+          state: z.record(z.string(), z.unknown()).optional().openapi({
+            description:
+              'What the plugin kept for the row when the destination last confirmed it (a vendor record id…), handed back with the update.',
+          }),
         }),
       )
-      .openapi({ description: 'A few of the rows to add or update, with their mapped values.' }),
+      .openapi({
+        description: 'A few of the rows to add, update or retry, with their mapped values.',
+      }),
   })
   .openapi('SyncPlan');
 export type SyncPlan = z.infer<typeof SyncPlan>;
@@ -107,6 +119,21 @@ export type SyncPlan = z.infer<typeof SyncPlan>;
 export const SyncRunQueued = z
   .object({ syncId: z.uuid(), status: z.literal('queued') })
   .openapi('SyncRunQueued');
+
+export const SyncResend = z
+  .object({
+    syncId: z.uuid(),
+    marked: Count.openapi({ description: 'Rows of the ledger marked to be sent again.' }),
+    status: z.enum(['queued', 'finished']).openapi({
+      description:
+        '`queued`: a worker runs the sync soon; `finished`: it ran in the request (`run`).',
+    }),
+    run: SyncRun.nullable().openapi({
+      description: 'The finished run, when it ran in the request.',
+    }),
+  })
+  .openapi('SyncResend');
+export type SyncResend = z.infer<typeof SyncResend>;
 
 export const AutoSyncRequest = z.object({ enabled: z.boolean() }).openapi('AutoSyncRequest');
 
@@ -239,6 +266,36 @@ const plan = createRoute({
   },
 });
 
+const retry = createRoute({
+  ...member,
+  method: 'post',
+  path: '/syncs/{id}/retry-rejected',
+  summary: 'Send rejected rows again',
+  description: `${rolesNote(...ROLES)} Marks every row the destination rejected to be sent again, even unchanged (once the cause was fixed at the destination), and runs the sync as \`POST …/run\` does: queued (202) with a worker, else in the request (200, with \`run\`; 409 \`sync-running\` while another run holds the sync, the rows staying marked for it or the next). The run counts the rows it sends again and the destination takes in \`retried\`; refused again, they are \`rejected\`. Answers how many rows were marked. Audit-logged (\`sync.retry_rejected\`).`,
+  request: { params: IdParam },
+  responses: {
+    200: json(SyncResend, 'Marked; the run finished'),
+    202: json(SyncResend, 'Marked; the run is queued for a worker'),
+    ...problemResponses(401, 403, 404, 409, 503),
+  },
+});
+
+const resend = createRoute({
+  tags,
+  security: bearerSecurity,
+  middleware: requireRole('admin'),
+  method: 'post',
+  path: '/syncs/{id}/resync',
+  summary: 'Send everything again',
+  description: `${rolesNote('admin')} For a destination emptied by hand (a deleted tab, list or tag): the next run sends every current member again, those the destination held as updates (plugins treat an update of a missing record as an upsert), rejected ones as adds, members not sent yet as adds. Nothing is removed that this hub did not add, and removals still touch only rows it added. Runs the sync as \`POST …/run\` does (202 queued, or 200 with \`run\`). Answers how many rows of the ledger were marked. Audit-logged (\`sync.resync\`).`,
+  request: { params: IdParam },
+  responses: {
+    200: json(SyncResend, 'Marked; the run finished'),
+    202: json(SyncResend, 'Marked; the run is queued for a worker'),
+    ...problemResponses(401, 403, 404, 409, 503),
+  },
+});
+
 const autoSync = createRoute({
   tags,
   security: bearerSecurity,
@@ -312,7 +369,32 @@ async function runnable<T>(work: Promise<T>): Promise<T> {
   }
 }
 
-/** `/api/syncs`: segments sent to destinations, runs, plans, auto-sync and run history. */
+/**
+ * Mark rows to be sent again, then run the sync as `POST …/run` does: queued for the hub's
+ * worker (read at request time), else in the request.
+ */
+async function markAndRun(
+  ctx: HubContext,
+  syncId: string,
+  markRows: () => Promise<number>,
+): Promise<{
+  syncId: string;
+  marked: number;
+  status: SyncResend['status'];
+  run: SyncRunSummary | null;
+}> {
+  const deps = syncDepsOf(ctx);
+  const marked = await markRows();
+  const requestSyncRun = ctx.jobs?.requestSyncRun;
+  if (requestSyncRun) {
+    await requestSyncRun(syncId, 'manual');
+    return { syncId, marked, status: 'queued', run: null };
+  }
+  const run = await runSync(ctx.db, deps, syncId, 'manual');
+  return { syncId, marked, status: 'finished', run };
+}
+
+/** `/api/syncs`: segments sent to destinations, runs, plans, resends, auto-sync and run history. */
 export function syncRoutes(ctx: HubContext) {
   return new OpenAPIHono<ApiEnv>({ defaultHook: validationHook })
     .openapi(list, async (c) =>
@@ -359,6 +441,16 @@ export function syncRoutes(ctx: HubContext) {
         planSync(ctx.db, syncDepsOf(ctx), c.req.valid('param').id, { samples }),
       );
       return c.json(result, 200);
+    })
+    .openapi(retry, async (c) => {
+      const { id } = c.req.valid('param');
+      const answer = await markAndRun(ctx, id, () => retryRejected(ctx.db, c.get('principal'), id));
+      return answer.run ? c.json(answer, 200) : c.json(answer, 202);
+    })
+    .openapi(resend, async (c) => {
+      const { id } = c.req.valid('param');
+      const answer = await markAndRun(ctx, id, () => resync(ctx.db, c.get('principal'), id));
+      return answer.run ? c.json(answer, 200) : c.json(answer, 202);
     })
     .openapi(autoSync, async (c) => {
       const { enabled } = c.req.valid('json');

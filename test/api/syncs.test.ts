@@ -369,6 +369,85 @@ describe(`Syncs API (${driver})`, () => {
     expect((await call('GET', `/api/syncs/${syncId}/runs/x/errors`)).status).toBe(404);
   });
 
+  it('sends rejected rows again on request (admins and marketers), counted as retried', async () => {
+    memory.behaviour.reject.clear();
+    memory.behaviour.reject.add('p8@example.com');
+    await send(h.db, config, [person(8, 'pro')]);
+    await recompute();
+    const refused = await expectStatus(200, call('POST', `/api/syncs/${syncId}/run`));
+    expect(refused).toMatchObject({ status: 'partial', rejected: 1 });
+    // Fixed at the destination: unchanged here, so only a request sends it again.
+    memory.behaviour.reject.clear();
+    expect(await expectStatus(200, call('POST', `/api/syncs/${syncId}/plan`))).toMatchObject({
+      heldBack: 1,
+      retry: 0,
+    });
+
+    const path = `/api/syncs/${syncId}/retry-rejected`;
+    expect((await call('POST', path, { token: h.tokens.integrator })).status).toBe(403);
+    const none = '0190f5c2-8b1e-7a3c-9d4e-5f6a7b8c9d0e';
+    expect((await call('POST', `/api/syncs/${none}/retry-rejected`)).status).toBe(404);
+    const retried = await expectStatus(200, call('POST', path, { token: h.tokens.marketer }));
+    expect(retried).toEqual({
+      syncId,
+      marked: 1,
+      status: 'finished',
+      run: expect.objectContaining({
+        status: 'succeeded',
+        added: 0,
+        rejected: 0,
+        retried: 1,
+      }),
+    });
+    expect(memory.held.has('p8@example.com')).toBe(true);
+    const again = await expectStatus(200, call('POST', path));
+    expect(again).toMatchObject({ marked: 0, run: { retried: 0, rejected: 0 } });
+  });
+
+  it('resends everything to an emptied destination (admins only), queued with a worker', async () => {
+    const path = `/api/syncs/${syncId}/resync`;
+    const marketer = await call('POST', path, { token: h.tokens.marketer });
+    expect(marketer.status).toBe(403);
+    expect(marketer.body.requiredRoles).toEqual(['admin']);
+    const before = [...memory.held.keys()].sort();
+    expect(before.length).toBeGreaterThan(3);
+    memory.empty();
+
+    const requested: string[] = [];
+    ctx.jobs = {
+      ...inlineJobs(h.db),
+      requestSyncRun: async (id) => {
+        requested.push(id);
+      },
+    };
+    try {
+      const queued = await call('POST', path);
+      expect(queued.status, queued.text).toBe(202);
+      expect(queued.body).toEqual({ syncId, marked: before.length, status: 'queued', run: null });
+      expect(requested).toEqual([syncId]);
+    } finally {
+      ctx.jobs = undefined;
+    }
+    const plan = await expectStatus(200, call('POST', `/api/syncs/${syncId}/plan?samples=1`));
+    expect(plan).toMatchObject({ add: 0, update: before.length, remove: 0, retry: 0 });
+    // The plan shows the state the destination gave each row, handed back with the update.
+    expect(plan.samples[0]).toMatchObject({
+      action: 'update',
+      state: { recordId: expect.stringMatching(/^rec-\d+$/) },
+    });
+    const run = await expectStatus(200, call('POST', `/api/syncs/${syncId}/run`));
+    expect(run).toMatchObject({ status: 'succeeded', added: 0, updated: before.length });
+    expect([...memory.held.keys()].sort()).toEqual(before);
+
+    const audit = await expectStatus(200, call('GET', `/api/audit?subjectId=${syncId}`));
+    const actions = audit.data.map((e: { action: string; details: unknown }) => [
+      e.action,
+      e.details,
+    ]);
+    expect(actions).toContainEqual(['sync.resync', { marked: before.length }]);
+    expect(actions).toContainEqual(['sync.retry_rejected', { marked: 1 }]);
+  });
+
   it('changes a sync: mode, mapping checked against the destination', async () => {
     const path = `/api/syncs/${syncId}`;
     const bad = await call('PATCH', path, {
