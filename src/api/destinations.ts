@@ -5,6 +5,7 @@ import {
   UpdateDestination,
   createDestination,
   deleteDestination,
+  destinationFields,
   getDestination,
   listDestinations,
   updateDestination,
@@ -55,6 +56,32 @@ export const Destination = z
   })
   .openapi('Destination');
 export type Destination = z.infer<typeof Destination>;
+
+export const DestinationField = z
+  .object({
+    key: z.string().openapi({ example: 'email', description: 'What a mapping names in `to`.' }),
+    label: z.string(),
+    type: z.enum(['string', 'number', 'boolean', 'date']),
+    required: z.boolean().optional().openapi({ description: 'Every sync must map it.' }),
+    identifier: z
+      .boolean()
+      .optional()
+      .openapi({ description: 'It identifies the row at the destination.' }),
+  })
+  .openapi('DestinationField');
+export type DestinationField = z.infer<typeof DestinationField>;
+
+export const DestinationFields = z
+  .object({
+    data: z.array(DestinationField).openapi({
+      description: 'The fields rows may carry; an empty list means any field name.',
+    }),
+    acceptsNewFields: z.boolean().openapi({
+      description: 'Mappings may also name fields not listed: the plugin creates them.',
+    }),
+  })
+  .openapi('DestinationFields');
+export type DestinationFields = z.infer<typeof DestinationFields>;
 
 const tags = ['Destinations'];
 /** Marketers pick destinations for their syncs, so they read them; secrets never leave anyway. */
@@ -115,6 +142,19 @@ const read = createRoute({
   responses: {
     200: json(Destination, 'The destination'),
     ...problemResponses(401, 403, 404, 503),
+  },
+});
+
+const fields = createRoute({
+  ...reader,
+  method: 'get',
+  path: '/destinations/{id}/fields',
+  summary: "A destination's fields",
+  description: `${rolesNote(...READ)} What a sync's mapping may name (\`to\`), asked of the plugin with the stored configuration. When the plugin cannot answer: 422 \`destination-fields-failed\` with its reason (refused credentials, a deleted list), 503 \`destination-unavailable\` while the service is busy or out of reach, 502 \`destination-fields-failed\` for anything else, 409 \`destination-misconfigured\` when the plugin is gone or the stored configuration no longer fits it. Secret values never appear in an answer.`,
+  request: { params: IdParam },
+  responses: {
+    200: json(DestinationFields, "The destination's fields"),
+    ...problemResponses(401, 403, 404, 409, 422, 502, 503),
   },
 });
 
@@ -203,6 +243,10 @@ export function destinationRoutes(ctx: HubContext) {
     .openapi(read, async (c) =>
       c.json(await getDestination(ctx.db, syncDepsOf(ctx), c.req.valid('param').id), 200),
     )
+    .openapi(fields, async (c) => {
+      const found = await destinationFields(ctx.db, syncDepsOf(ctx), c.req.valid('param').id);
+      return c.json({ data: found.fields, acceptsNewFields: found.acceptsNewFields }, 200);
+    })
     .openapi(update, async (c) => {
       const destination = await inBody(
         updateDestination(

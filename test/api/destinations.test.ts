@@ -1,10 +1,18 @@
 import { randomBytes } from 'node:crypto';
+import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApp } from '../../src/api/app.ts';
 import { testConfig } from '../../src/config.ts';
 import { secretBox } from '../../src/destinations/secrets.ts';
 import { createLogger } from '../../src/log.ts';
-import { defineDestination, secret, z, type RowResult } from '../../src/sdk/index.ts';
+import {
+  ConfigError,
+  defineDestination,
+  secret,
+  TransientError,
+  z,
+  type RowResult,
+} from '../../src/sdk/index.ts';
 import type { SyncDeps } from '../../src/sync/engine.ts';
 import { createRegistry } from '../../src/sync/registry.ts';
 import { driver } from '../support/db.ts';
@@ -13,9 +21,15 @@ import { caller, harness, type Answer, type Harness } from './support.ts';
 const API_KEY = 'vault-key-5b1e9c0d7a';
 const REFUSED_KEY = 'vault-key-refused-77e1';
 
-/** A plugin with a secret field whose check refuses one key, repeating it (to see it blanked). */
+/**
+ * A plugin with a secret field whose check refuses one key, repeating it (to see it blanked),
+ * and whose `fields` can be made to fail the ways a service does.
+ */
 function vaultPlugin() {
   const checked: Record<string, unknown>[] = [];
+  /** The configs `fields` was called with. */
+  const asked: Record<string, unknown>[] = [];
+  const behaviour = { fields: null as null | 'config' | 'transient' | 'crash' };
   const plugin = defineDestination({
     name: 'vault',
     title: 'Vault CRM',
@@ -33,12 +47,20 @@ function vaultPlugin() {
         ? { ok: false, reason: `the key ${config.apiKey} was revoked` }
         : { ok: true };
     },
-    fields: async () => [
-      { key: 'email', label: 'Email', type: 'string', required: true, identifier: true },
-    ],
+    fields: async ({ config }) => {
+      asked.push(config);
+      if (behaviour.fields === 'config') {
+        throw new ConfigError(`the key ${config.apiKey} may not read fields`);
+      }
+      if (behaviour.fields === 'transient') {
+        throw new TransientError('Vault CRM answered 429', { retryAfterMs: 30_000 });
+      }
+      if (behaviour.fields === 'crash') throw new Error(`cannot parse ${config.apiKey}`);
+      return [{ key: 'email', label: 'Email', type: 'string', required: true, identifier: true }];
+    },
     sync: async ({ batch }) => batch.map((r): RowResult => ({ id: r.id, status: 'ok' })),
   });
-  return { plugin, checked };
+  return { plugin, checked, asked, behaviour };
 }
 
 describe(`Destinations API (${driver})`, () => {
@@ -246,6 +268,73 @@ describe(`Destinations API (${driver})`, () => {
         })
       ).status,
     ).toBe(404);
+  });
+
+  it("lists a destination's fields, asking its plugin with the stored config", async () => {
+    const [eu] = (await call('GET', '/api/destinations')).body.data;
+    const path = `/api/destinations/${eu.id}/fields`;
+    for (const token of [h.tokens.admin, h.tokens.marketer]) {
+      const res = await call('GET', path, { token });
+      expect(res.status, res.text).toBe(200);
+      expect(res.body).toEqual({
+        data: [{ key: 'email', label: 'Email', type: 'string', required: true, identifier: true }],
+        acceptsNewFields: false,
+      });
+    }
+    // The secret was opened for the call, in memory only.
+    expect(vault.asked.at(-1)).toEqual({ account: 'acme', apiKey: API_KEY, region: 'us' });
+    expect((await call('GET', path, { token: h.tokens.integrator })).status).toBe(403);
+    const none = '0190f5c2-8b1e-7a3c-9d4e-5f6a7b8c9d0e';
+    expect((await call('GET', `/api/destinations/${none}/fields`)).status).toBe(404);
+  });
+
+  it('answers a problem when the plugin cannot list its fields, never with the secret', async () => {
+    const [eu] = (await call('GET', '/api/destinations')).body.data;
+    const path = `/api/destinations/${eu.id}/fields`;
+    try {
+      vault.behaviour.fields = 'config';
+      const refused = await call('GET', path, { token: h.tokens.marketer });
+      expect(refused.status).toBe(422);
+      expect(refused.body).toMatchObject({
+        type: 'urn:audiencehub:problem:destination-fields-failed',
+        detail: 'Vault CRM could not list its fields: the key ******** may not read fields',
+      });
+      vault.behaviour.fields = 'transient';
+      const busy = await call('GET', path);
+      expect(busy.status).toBe(503);
+      expect(busy.body).toMatchObject({
+        type: 'urn:audiencehub:problem:destination-unavailable',
+        detail: 'Vault CRM is busy or out of reach: Vault CRM answered 429. Try again later.',
+        retryAfterSeconds: 30,
+      });
+      vault.behaviour.fields = 'crash';
+      const crashed = await call('GET', path);
+      expect(crashed.status).toBe(502);
+      expect(crashed.body.detail).toBe(
+        'Vault CRM could not list its fields: the plugin failed unexpectedly (logged)',
+      );
+      expect(logs.some((l) => l.includes('cannot parse ********'))).toBe(true);
+    } finally {
+      vault.behaviour.fields = null;
+    }
+
+    // A stored config the plugin no longer takes is named by its fields, not its values.
+    await h.db.execute(
+      sql`update destinations set config = config || '{"account": "x"}'::jsonb where id = ${eu.id}`,
+    );
+    try {
+      const stale = await call('GET', path);
+      expect(stale.status).toBe(409);
+      expect(stale.body).toMatchObject({
+        type: 'urn:audiencehub:problem:destination-misconfigured',
+        detail: expect.stringContaining('(account)'),
+      });
+    } finally {
+      await h.db.execute(
+        sql`update destinations set config = config || '{"account": "acme"}'::jsonb
+            where id = ${eu.id}`,
+      );
+    }
   });
 
   it('refuses to delete a destination in use (409 naming the syncs), then deletes it', async () => {
