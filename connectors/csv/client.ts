@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { open, readdir, stat } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
-import { pipeline, Readable, Transform } from 'node:stream';
+import { pipeline, Readable, Transform, type TransformCallback } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { CsvError, Parser } from 'csv-parse';
 import { ConfigError, TransientError, z } from 'audiencehub/sdk';
@@ -179,10 +179,15 @@ export async function fingerprint(file: CsvFile, bytes: number): Promise<string>
 /** Longest row csv-parse holds before it gives up: a guard against a quote never closed. */
 export const MAX_ROW_BYTES = 1 << 20;
 
-/** csv-parse's parser, with each row's end offset and line taken as it is parsed. */
+/**
+ * csv-parse's parser, with each row's end offset and line taken as it is parsed, and its errors
+ * handed over after the rows parsed before them instead of discarding those.
+ */
 class RowParser extends Parser {
   /** The line the last row parsed ended on (local to this parser). */
   lastLine = 0;
+  /** Why parsing stopped, once the rows before it are all read. */
+  failure: unknown;
 
   override push(chunk: unknown, encoding?: BufferEncoding): boolean {
     if (chunk === null) return super.push(null, encoding);
@@ -191,6 +196,23 @@ class RowParser extends Parser {
     this.lastLine = this.info.lines;
     const row = { cells: chunk as string[], end: this.info.bytes, line: this.info.lines };
     return super.push(row, encoding);
+  }
+
+  override _transform(chunk: Buffer, encoding: BufferEncoding, callback: TransformCallback) {
+    super._transform(chunk, encoding, (error) => this.settle(error, callback));
+  }
+
+  override _flush(callback: TransformCallback) {
+    super._flush((error) => this.settle(error, callback));
+  }
+
+  /** An error ends the rows (a stream error would drop those not read yet). */
+  private settle(error: Error | null | undefined, callback: TransformCallback) {
+    if (error) {
+      this.failure = error;
+      this.push(null);
+    }
+    callback();
   }
 }
 
@@ -227,7 +249,7 @@ export async function* rowsOf(
     skip_empty_lines: true,
     // Column counts are checked against the header by the reader, with its own message.
     relax_column_count: true,
-    // A quote inside an unquoted cell (`12" pipe`) is text, not an error.
+    // A quote inside a cell (`12" pipe`, `"quoted"tail`) is text, kept as it is, not an error.
     relax_quotes: true,
     max_record_size: MAX_ROW_BYTES,
   });
@@ -242,6 +264,7 @@ export async function* rowsOf(
       row.line += from.line;
       yield row;
     }
+    if (parser.failure) throw parser.failure;
   } catch (error) {
     throw readFailure(error, file, from, parser.lastLine);
   } finally {
@@ -351,10 +374,6 @@ function readFailure(error: unknown, file: CsvFile, from: Position, lastLine: nu
       case 'CSV_MAX_RECORD_SIZE':
         return new ConfigError(
           `${file.name}, line ${started}: a row longer than ${MAX_ROW_BYTES} bytes, most likely a quote that is never closed.`,
-        );
-      case 'CSV_INVALID_CLOSING_QUOTE':
-        return new ConfigError(
-          `${file.name}, line ${line}: a quoted cell is followed by more text before the next delimiter (a quote inside a quoted cell must be doubled).`,
         );
       default:
         return new ConfigError(`${file.name}, line ${line}: ${error.message}`);

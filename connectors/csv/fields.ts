@@ -113,7 +113,7 @@ export const SAMPLE_ROWS = 10_000;
 // fit it, while `string` rejects nothing. Leading zeros (ZIP codes, phone numbers, account
 // numbers) and integers past 2^53 stay text.
 const INTEGER = /^-?(?:0|[1-9]\d{0,14})$/;
-const NUMBER = /^-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d{1,3})?$/;
+const DECIMAL = /^-?(?:0|[1-9]\d{0,14})(?:\.\d+(?:[eE][+-]?\d{1,3})?|[eE][+-]?\d{1,3})$/;
 const BOOLEAN = /^(?:true|false)$/i;
 const DATE = /^(\d{4})-(\d{2})-(\d{2})$/;
 // ISO 8601 with a space allowed for the T; the offset may be `+00` as PostgreSQL writes it.
@@ -132,7 +132,9 @@ export function inferType(values: Iterable<string>): Guess {
     any = true;
     const fits = new Set<Guess>();
     if (INTEGER.test(value)) fits.add('integer');
-    if (NUMBER.test(value) && Number.isFinite(Number(value))) fits.add('number');
+    if (INTEGER.test(value) || (DECIMAL.test(value) && Number.isFinite(Number(value)))) {
+      fits.add('number');
+    }
     if (BOOLEAN.test(value)) fits.add('boolean');
     const date = DATE.exec(value);
     if (date && isDay(date)) fits.add('date').add('datetime');
