@@ -118,13 +118,7 @@ export const StreamMapping = z
     /** Trait → field. */
     traits: z.record(Name, FieldSpec).default({}),
     /** The trait source the traits are recorded under (AUDIENCEHUB_TRAIT_PRIORITY ranks them); the source's name when absent. */
-    traitSource: z
-      .string()
-      .trim()
-      .min(1)
-      .max(100)
-      .regex(/^[A-Za-z0-9][A-Za-z0-9_.:-]*$/, 'letters, digits and _ . : - only')
-      .optional(),
+    traitSource: z.string().trim().min(1).max(100).optional(),
     /** When the traits held; the event's timestamp, else the time the row was read, when absent. */
     observedAt: TimestampSpec.optional(),
     event: EventMapping.optional(),

@@ -5,6 +5,7 @@
  * query, the status and the vendor's own words — never a header, so never a credential.
  */
 import axios, { type AxiosInstance, type AxiosRequestConfig } from 'axios';
+import PQueue from 'p-queue';
 import { ConfigError, TransientError, VendorError } from './errors.ts';
 
 export interface HttpClientOptions {
@@ -24,6 +25,43 @@ export interface HttpClientOptions {
   signal?: AbortSignal;
   /** Hears about each retry (never given headers or bodies). */
   onRetry?: (info: { attempt: number; waitMs: number; reason: string }) => void;
+  /**
+   * Paces requests (each attempt counts) under limits shared with every other client given the
+   * same limiter, e.g. all of one source's requests; see {@link createRequestLimiter}.
+   */
+  limiter?: RequestLimiter;
+}
+
+/** Requests in flight and started per second, shared by the clients that hold it. */
+export interface RequestLimiter {
+  /** Run `task` when the limits allow; a task still waiting when `signal` aborts never runs. */
+  schedule<T>(task: () => Promise<T>, signal?: AbortSignal): Promise<T>;
+}
+
+/**
+ * A limiter for a service's declared limits: at most `concurrency` requests in flight and
+ * `requestsPerSecond` started per second (a fraction spaces them further apart).
+ *
+ * @example
+ * const limiter = createRequestLimiter({ requestsPerSecond: 4, concurrency: 2 }); // HubSpot search: 4/s
+ * const http = createHttpClient({ baseUrl, vendor: 'HubSpot', limiter });
+ */
+export function createRequestLimiter(limits: {
+  requestsPerSecond?: number;
+  concurrency?: number;
+}): RequestLimiter {
+  const rate = limits.requestsPerSecond;
+  const queue = new PQueue({
+    concurrency: limits.concurrency ?? Infinity,
+    ...(rate === undefined
+      ? {}
+      : Number.isInteger(rate)
+        ? { intervalCap: rate, interval: 1000 }
+        : { intervalCap: 1, interval: Math.ceil(1000 / rate) }),
+  });
+  return {
+    schedule: (task, signal) => queue.add(task, { signal }),
+  };
 }
 
 export interface HttpRequest {
@@ -183,7 +221,10 @@ export function createHttpClient(options: HttpClientOptions): HttpClient {
       for (let attempt = 1; ; attempt++) {
         let failure: TransientError | ConfigError | VendorError;
         try {
-          const res = await instance.request<T>(config);
+          const send = () => instance.request<T>(config);
+          const res = options.limiter
+            ? await options.limiter.schedule(send, options.signal)
+            : await send();
           const headers = Object.fromEntries(
             Object.entries(res.headers).map(([k, v]) => [k.toLowerCase(), String(v)]),
           );
