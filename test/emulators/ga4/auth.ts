@@ -77,7 +77,11 @@ function verifyJwt(
   verifier.update(`${h}.${p}`);
   let good: boolean;
   try {
-    good = verifier.verify(createPublicKey(account.publicKey), Buffer.from(s!, 'base64url'));
+    const key =
+      typeof account.publicKey !== 'string' && account.publicKey.type === 'public'
+        ? account.publicKey
+        : createPublicKey(account.publicKey);
+    good = verifier.verify(key, Buffer.from(s!, 'base64url'));
   } catch {
     good = false;
   }
