@@ -191,6 +191,7 @@ export async function* readExportEvents(
     cursor: { files: structuredClone(marks) } as unknown as Cursor,
   });
   let skipped = 0;
+  let unsaved = true;
 
   for (const file of list) {
     const mark = marks[file.name];
@@ -250,6 +251,7 @@ export async function* readExportEvents(
             yield { type: 'record', data: result.data };
           }
         }
+        unsaved = true;
         if (++sinceCheckpoint >= config.checkpointEvery) {
           marks[file.name] = { lines, offset, size: file.size, tail, done: false };
           yield checkpoint();
@@ -257,16 +259,30 @@ export async function* readExportEvents(
         }
       }
     } catch (error) {
-      if (error instanceof TransientError) throw error;
-      const code = (error as { code?: string }).code ?? '';
-      // A gzip file cut short is most likely still being copied in.
-      throw new TransientError(
-        `Google Analytics export: ${file.name} could not be read past line ${lines} (${code || (error as Error).message}); trying again later.`,
-      );
+      throw readFailure(file, lines, error);
     }
     marks[file.name] = { lines, offset, size: file.size, tail, done: true };
     yield checkpoint();
+    unsaved = false;
   }
   if (skipped > 0) ctx.log.info('Google Analytics export: lines skipped', { skipped });
-  yield checkpoint();
+  // Every read ends with a checkpoint; after a file's own, another would say nothing new.
+  if (unsaved) yield checkpoint();
+}
+
+/** What a failure while reading a file means: gone or cut short passes, a broken file does not. */
+function readFailure(file: ExportFile, lines: number, error: unknown): Error {
+  if (error instanceof TransientError || error instanceof ConfigError) return error;
+  const code = (error as { code?: string }).code ?? '';
+  const why = code || (error instanceof Error ? error.message : String(error));
+  if (code === 'Z_DATA_ERROR' || code === 'EACCES' || code === 'EISDIR') {
+    return new ConfigError(`files: ${file.name} cannot be read past line ${lines} (${why}).`);
+  }
+  if (code === 'Z_BUF_ERROR' || code === 'ENOENT' || code === 'EIO' || code === 'EBUSY') {
+    // Cut short (still being copied in) or moved away meanwhile: the next read sees it whole.
+    return new TransientError(
+      `Google Analytics export: ${file.name} could not be read past line ${lines} (${why}); trying again later.`,
+    );
+  }
+  return error instanceof Error ? error : new Error(why);
 }

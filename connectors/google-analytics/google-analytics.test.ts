@@ -592,7 +592,7 @@ describe('google-analytics: events from BigQuery export files', () => {
   it('resumes in the middle of a gzipped file by reading it again and skipping what was read', async () => {
     const config = filesConfig(SAMPLE, { checkpointEvery: 100 });
     const full = await readStream(config, 'events');
-    expect(full.checkpoints.map((c) => c.after)).toEqual([100, 200, 300, 400, 460, 460]);
+    expect(full.checkpoints.map((c) => c.after)).toEqual([100, 200, 300, 400, 460]);
     const resumed = await readStream(config, 'events', full.checkpoints[1]!.cursor);
     expect(resumed.records).toEqual(full.records.slice(200));
     // Nothing more to read: a read from the end yields nothing.
@@ -694,6 +694,18 @@ describe('google-analytics: events from BigQuery export files', () => {
       /events\.json\.gz could not be read past line \d+/,
     );
     expect(read.records.length).toBeGreaterThan(0);
+    // Not gzip at all: nothing will change that by waiting.
+    await rm(join(dir, 'events.json.gz'));
+    await writeFile(join(dir, 'broken.json.gz'), 'not gzip\n');
+    const broken = await readStream(filesConfig(dir), 'events');
+    expect(broken.error).toBeInstanceOf(ConfigError);
+    expect((broken.error as Error).message).toBe(
+      'files: broken.json.gz cannot be read past line 0 (Z_DATA_ERROR).',
+    );
+    expect(await connector.check({ config: filesConfig(dir) }, context())).toEqual({
+      ok: false,
+      reason: 'files: broken.json.gz cannot be read (Z_DATA_ERROR)',
+    });
   });
 
   it('checks that the files exist and hold GA4 events', async () => {
