@@ -397,6 +397,8 @@ describe('the CSV connector', () => {
     expect(replaced.records).toEqual(first.records);
     const foreign = await readAll(config, 'people', { page: 3 });
     expect(foreign.records).toHaveLength(10);
+    const inHeader = { ...(replaced.checkpoints.at(-1)!.cursor as object), bytes: 3, end: false };
+    expect((await readAll(config, 'people', inHeader)).records).toEqual(first.records);
   });
 
   it('keys records by their content: equal rows share a key, the column order does not matter', async () => {

@@ -113,9 +113,13 @@ export const read: SourceRead<CsvConfig> = async function* ({ config, stream, cu
   let from: Position = START;
   let rows = 0;
   if (start !== 'afresh') {
-    ({ columns } = await headerOf(file, snapshot, config));
-    from = { bytes: start.bytes, line: start.line };
-    rows = start.rows;
+    const header = await headerOf(file, snapshot, config);
+    // A position inside the header is not one this connector wrote: start over.
+    if (start.bytes >= header.end) {
+      columns = header.columns;
+      from = { bytes: start.bytes, line: start.line };
+      rows = start.rows;
+    }
   }
   if (columns) warnIfColumnsChanged(stream, columns, file, ctx);
   let last = from;
@@ -168,14 +172,14 @@ export const read: SourceRead<CsvConfig> = async function* ({ config, stream, cu
 const noHeader = (file: CsvFile) =>
   new ConfigError(`${file.name} is empty: a CSV file starts with a header row.`);
 
-/** The header of a file, read from its start. */
+/** The columns a file's header names, and the offset just past it. */
 async function headerOf(
   file: CsvFile,
   snapshot: Snapshot,
   config: CsvConfig,
-): Promise<{ columns: Columns; end: Position }> {
+): Promise<{ columns: Columns; end: number }> {
   for await (const row of rowsOf(file, snapshot, config)) {
-    return { columns: columnsOf(row.cells, file.name), end: { bytes: row.end, line: row.line } };
+    return { columns: columnsOf(row.cells, file.name), end: row.end };
   }
   throw noHeader(file);
 }
