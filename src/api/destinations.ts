@@ -53,6 +53,10 @@ export const Destination = z
       .openapi({ description: 'Which secret fields are set; their values are never shown.' }),
     createdAt: Time,
     updatedAt: Time,
+    managedBy: z.string().nullable().openapi({
+      description:
+        'The config-as-code key when `audiencehub apply` manages the destination: the API then refuses to change or delete it (409 `managed-by-config`).',
+    }),
   })
   .openapi('Destination');
 export type Destination = z.infer<typeof Destination>;

@@ -43,6 +43,10 @@ export const Sync = z
     }),
     createdAt: Time,
     updatedAt: Time,
+    managedBy: z.string().nullable().openapi({
+      description:
+        'The config-as-code key when `audiencehub apply` manages the sync: the API then refuses to change or delete it (409 `managed-by-config`).',
+    }),
   })
   .openapi('Sync');
 export type Sync = z.infer<typeof Sync>;
@@ -310,7 +314,7 @@ const autoSync = createRoute({
   },
   responses: {
     200: json(Sync, 'The sync'),
-    ...problemResponses(400, 401, 403, 404, 503),
+    ...problemResponses(400, 401, 403, 404, 409, 503),
   },
 });
 

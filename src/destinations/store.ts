@@ -6,6 +6,7 @@
 import { z } from '@hono/zod-openapi';
 import { sql } from 'drizzle-orm';
 import type { Principal } from '../auth/credentials.ts';
+import { refuseManaged, type ManagedWrite } from '../apply/managed.ts';
 import { recordAudit } from '../audit.ts';
 import { rows, type Db } from '../db/index.ts';
 import { badRequest, HubError, notFound } from '../errors.ts';
@@ -49,6 +50,8 @@ export interface Destination {
   secrets: string[];
   createdAt: Date;
   updatedAt: Date;
+  /** The config-as-code key when `audiencehub apply` manages it (the API then refuses edits). */
+  managedBy: string | null;
 }
 
 export interface DestinationDeps {
@@ -65,6 +68,7 @@ interface Row {
   secrets: string;
   created_at: string | Date;
   updated_at: string | Date;
+  managed_by: string | null;
 }
 
 const toDestination = (r: Row, box: SecretBox): Destination => ({
@@ -75,6 +79,7 @@ const toDestination = (r: Row, box: SecretBox): Destination => ({
   secrets: Object.keys(box.open<Record<string, unknown>>(r.secrets)).sort(),
   createdAt: new Date(r.created_at),
   updatedAt: new Date(r.updated_at),
+  managedBy: r.managed_by ?? null,
 });
 
 const actor = (p: Principal) => ({ id: p.tokenId, name: p.name });
@@ -215,9 +220,11 @@ export async function updateDestination(
   principal: Principal,
   id: string,
   input: UpdateDestination,
+  options: ManagedWrite = {},
 ): Promise<Destination> {
   const [row] = await rows<Row>(db, sql`select * from destinations where id = ${id}`);
   if (!row) throw notFound('Destination', id);
+  refuseManaged('destination', row.managed_by, options);
   const plugin = pluginOf(deps.registry, row.plugin);
   let config = row.config;
   let secrets = row.secrets;
@@ -245,13 +252,19 @@ export async function updateDestination(
 }
 
 /** Delete a destination no sync uses (409 naming the syncs otherwise). */
-export async function deleteDestination(db: Db, principal: Principal, id: string): Promise<void> {
+export async function deleteDestination(
+  db: Db,
+  principal: Principal,
+  id: string,
+  options: ManagedWrite = {},
+): Promise<void> {
   await db.transaction(async (tx) => {
-    const [row] = await rows<{ id: string }>(
+    const [row] = await rows<{ id: string; managed_by: string | null }>(
       tx,
-      sql`select id from destinations where id = ${id} for update`,
+      sql`select id, managed_by from destinations where id = ${id} for update`,
     );
     if (!row) throw notFound('Destination', id);
+    refuseManaged('destination', row.managed_by, options);
     const used = await rows<{ id: string }>(
       tx,
       sql`select id from syncs where destination_id = ${id} order by id`,

@@ -6,6 +6,7 @@
 import { z } from '@hono/zod-openapi';
 import { sql } from 'drizzle-orm';
 import type { Principal } from '../auth/credentials.ts';
+import { refuseManaged, type ManagedWrite } from '../apply/managed.ts';
 import { recordAudit } from '../audit.ts';
 import { rows, withRetry, type Db } from '../db/index.ts';
 import { badRequest, HubError, notFound } from '../errors.ts';
@@ -49,6 +50,8 @@ export interface Sync {
   autoSync: boolean;
   createdAt: Date;
   updatedAt: Date;
+  /** The config-as-code key when `audiencehub apply` manages it (the API then refuses edits). */
+  managedBy: string | null;
 }
 
 interface Row {
@@ -62,6 +65,7 @@ interface Row {
   auto_sync: boolean;
   created_at: string | Date;
   updated_at: string | Date;
+  managed_by: string | null;
 }
 
 const toSync = (r: Row): Sync => ({
@@ -75,6 +79,7 @@ const toSync = (r: Row): Sync => ({
   autoSync: r.auto_sync,
   createdAt: new Date(r.created_at),
   updatedAt: new Date(r.updated_at),
+  managedBy: r.managed_by ?? null,
 });
 
 const actor = (p: Principal) => ({ id: p.tokenId, name: p.name });
@@ -203,8 +208,10 @@ export async function updateSync(
   principal: Principal,
   id: string,
   input: UpdateSync,
+  options: ManagedWrite = {},
 ): Promise<Sync> {
   const current = await getSync(db, id);
+  refuseManaged('sync', current.managedBy, options);
   if (input.mapping) await checkMapping(db, deps, current.destinationId, input.mapping);
   const schedule = input.schedule === undefined ? current.schedule : input.schedule || null;
   const next =
@@ -232,6 +239,7 @@ export async function setAutoSync(
   principal: Principal,
   id: string,
   on: boolean,
+  options: ManagedWrite = {},
 ): Promise<Sync> {
   if (principal.role !== 'admin') {
     throw new HubError(
@@ -242,6 +250,7 @@ export async function setAutoSync(
     );
   }
   const current = await getSync(db, id);
+  refuseManaged('sync', current.managedBy, options);
   const row = await withRetry(db, async (tx) => {
     // Every segment the synced one is made of: an edit of any of them takes the same locks.
     await lockSegments(tx, await referencedSegments(tx, current.segmentId));
@@ -266,13 +275,20 @@ export async function setAutoSync(
 }
 
 /** Delete a sync, its ledger and history. The destination keeps what was sent. */
-export async function deleteSync(db: Db, principal: Principal, id: string): Promise<void> {
+export async function deleteSync(
+  db: Db,
+  principal: Principal,
+  id: string,
+  options: ManagedWrite = {},
+): Promise<void> {
   await withRetry(db, async (tx) => {
-    const [row] = await rows<{ auto_sync: boolean; lease_run_id: string | null }>(
-      tx,
-      sql`select auto_sync, lease_run_id from syncs where id = ${id} for update`,
-    );
+    const [row] = await rows<{
+      auto_sync: boolean;
+      lease_run_id: string | null;
+      managed_by: string | null;
+    }>(tx, sql`select auto_sync, lease_run_id, managed_by from syncs where id = ${id} for update`);
     if (!row) throw notFound('Sync', id);
+    refuseManaged('sync', row.managed_by, options);
     if (row.auto_sync) {
       throw new HubError(
         409,

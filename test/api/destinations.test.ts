@@ -153,6 +153,7 @@ describe(`Destinations API (${driver})`, () => {
       secrets: ['apiKey'],
       createdAt: expect.any(String),
       updatedAt: expect.any(String),
+      managedBy: null,
     });
     expect(vault.checked.at(-1)).toEqual({ account: 'acme', apiKey: API_KEY, region: 'eu' });
   });

@@ -121,6 +121,7 @@ describe(`Syncs API (${driver})`, () => {
       autoSync: false,
       createdAt: expect.any(String),
       updatedAt: expect.any(String),
+      managedBy: null,
     });
     syncId = created.id;
   });
