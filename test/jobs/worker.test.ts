@@ -235,17 +235,21 @@ describe(`auto-sync (${driver})`, () => {
       },
     ]);
     // The refresh loop puts the reader in the segment, the change queues the sync (after its
-    // debounce), and the worker runs it.
-    const held = await until(
-      async () => memory.held.has('reader@example.com'),
-      (yes) => yes,
+    // debounce), and the worker runs it. The destination holds the row before the engine
+    // records the run as finished: wait for the run.
+    const run = await until(
+      async () =>
+        (
+          await rows<{ trigger: string; status: string; added: number }>(
+            db,
+            sql`select trigger, status, added from sync_runs
+                where sync_id = ${sync.id} and status <> 'running'`,
+          )
+        )[0],
+      (found) => found !== undefined,
       30_000,
     );
-    expect(held).toBe(true);
-    const [run] = await rows<{ trigger: string; status: string; added: number }>(
-      db,
-      sql`select trigger, status, added from sync_runs where sync_id = ${sync.id}`,
-    );
+    expect(memory.held.has('reader@example.com')).toBe(true);
     expect(run).toEqual({ trigger: 'auto', status: 'succeeded', added: 1 });
   }, 60_000);
 });
