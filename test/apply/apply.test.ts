@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { applyConfig, describePlan, planConfig } from '../../src/apply/apply.ts';
-import { ConfigFileError, loadConfigDir } from '../../src/apply/load.ts';
+import type { ConfigFileError } from '../../src/apply/load.ts';
+import { loadConfigDir } from '../../src/apply/load.ts';
 import { createApp } from '../../src/api/app.ts';
 import { createApiToken } from '../../src/auth/credentials.ts';
 import { testConfig } from '../../src/config.ts';
@@ -200,7 +201,7 @@ describe('config as code', () => {
     write(
       'pipeline.yaml',
       pipeline({ minSpent: 300, autoSync: true }).replace(
-        /  rfm-champions:\n    template: rfm-champions\n/,
+        / {2}rfm-champions:\n {4}template: rfm-champions\n/,
         '',
       ),
     );
