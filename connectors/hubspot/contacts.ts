@@ -73,23 +73,22 @@ const filter = (propertyName: string, operator: 'EQ' | 'GT', value: string | num
 
 /** What sorts after a position, in `lastmodifieddate` order. */
 function changesAfter(position: Position | null): SearchRequest {
-  const at = position && Date.parse(position.lastmodifieddate);
-  return {
-    filterGroups: position
-      ? [
-          {
-            filters: [
-              filter('lastmodifieddate', 'EQ', at!),
-              filter('hs_object_id', 'GT', position.id),
-            ],
-          },
-          { filters: [filter('lastmodifieddate', 'GT', at!)] },
-        ]
-      : [],
+  const request: SearchRequest = {
+    filterGroups: [],
     sorts: [{ propertyName: 'lastmodifieddate', direction: 'ASCENDING' }],
     properties,
     limit: SEARCH_PAGE,
   };
+  if (position) {
+    const at = Date.parse(position.lastmodifieddate);
+    request.filterGroups = [
+      {
+        filters: [filter('lastmodifieddate', 'EQ', at), filter('hs_object_id', 'GT', position.id)],
+      },
+      { filters: [filter('lastmodifieddate', 'GT', at)] },
+    ];
+  }
+  return request;
 }
 
 /** The contacts modified at `at` with an id past `afterId`, in id order. */
