@@ -126,12 +126,13 @@ describe('check', () => {
     expect(await source.check({ config }, ctx())).toEqual({ ok: true });
   });
 
-  it('refuses a schema that does not exist', async () => {
-    const result = await source.check({ config: configOf({ schema: 'sales' }) }, ctx());
-    expect(result).toEqual({
-      ok: false,
-      reason: `Schema "sales" does not exist in database "${erp.name}".`,
-    });
+  it('refuses a schema that does not exist, as discover does', async () => {
+    const config = configOf({ schema: 'sales' });
+    const reason = `Schema "sales" does not exist in database "${erp.name}".`;
+    expect(await source.check({ config }, ctx())).toEqual({ ok: false, reason });
+    const error = await failureOf(streamsOf(config));
+    expect(error).toBeInstanceOf(ConfigError);
+    expect(error.message).toBe(reason);
   });
 
   it('refuses a wrong password with the server’s reason, never the password', async () => {
@@ -141,6 +142,16 @@ describe('check', () => {
     expect(reason).toContain('password authentication failed for user "reader" (28P01)');
     expect(reason).toContain('check the user and password');
     expect(reason).not.toContain('correct-horse-battery');
+  });
+
+  it('refuses a schema the user may not use', async () => {
+    const role = await erp.createRole([]);
+    expect(
+      await source.check({ config: configOf({ ...role, schema: 'northwind' }) }, ctx()),
+    ).toEqual({
+      ok: false,
+      reason: `User "${role.user}" may not use schema "northwind": grant it USAGE on the schema.`,
+    });
   });
 
   it('refuses a user the server does not know', async () => {
@@ -171,6 +182,19 @@ describe('check', () => {
     expect(broken).toMatchObject({
       ok: false,
       reason: expect.stringContaining('relation "customers" does not exist (42P01)'),
+    });
+    const twice = await source.check(
+      {
+        config: configOf({
+          streams: [{ name: 'ids', query: 'select customer_id, customer_id from customer' }],
+        }),
+      },
+      ctx(),
+    );
+    expect(twice).toEqual({
+      ok: false,
+      reason:
+        'Stream ids: the query returns two columns named "customer_id": give them different names.',
     });
     const cursor = await source.check(
       { config: configOf({ streams: [{ name: 'payment', cursorColumn: 'paid_at' }] }) },
@@ -727,8 +751,10 @@ describe('failures', () => {
       drain(source.read({ config, stream, cursor: null, mode: 'full_refresh' }, ctx())),
     );
     const pid = await runningQuery();
+    const terminated = Date.now();
     await erp.sql`select pg_terminate_backend(${pid})`;
     const error = await reading;
+    expect(Date.now() - terminated).toBeLessThan(1500);
     expect(error).toBeInstanceOf(TransientError);
     expect(error.message).toMatch(
       /terminating connection due to administrator command \(57P01\)|dropped the connection/,

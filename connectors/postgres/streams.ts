@@ -345,9 +345,29 @@ export function describeStream(plan: Plan): SourceStream {
   };
 }
 
+/** Throws a ConfigError when the schema does not exist or the user may not use it. */
+export async function assertSchema(db: Db, config: PostgresConfig): Promise<void> {
+  const [schema] = await db.select(
+    `select has_schema_privilege(n.oid, 'USAGE') as usable from pg_catalog.pg_namespace n
+     where n.nspname = $1`,
+    [config.schema],
+  );
+  if (!schema) {
+    throw new ConfigError(
+      `Schema "${config.schema}" does not exist in database "${config.database}".`,
+    );
+  }
+  if (schema.usable !== 't') {
+    throw new ConfigError(
+      `User "${config.user}" may not use schema "${config.schema}": grant it USAGE on the schema.`,
+    );
+  }
+}
+
 export const discover: SourceDiscover<PostgresConfig> = async ({ config }, ctx) => {
   const db = open(config, ctx);
   try {
+    await assertSchema(db, config);
     return (await plans(db, config)).map(describeStream);
   } finally {
     await db.close();
