@@ -379,11 +379,10 @@ describe('owners and properties', () => {
 
 describe('rate limits', () => {
   it('refuses a fifth search within a second with 429 SECONDLY, and lets it through after', async () => {
-    const answers = [];
-    for (let i = 0; i < 5; i++) answers.push(await search({ limit: 1 }));
-    expect(answers.slice(0, 4).map((r) => r.status)).toEqual([200, 200, 200, 200]);
-    const refused = answers[4]!;
-    expect(refused.status).toBe(429);
+    // Sent at once, so that all five arrive within the second however slow the machine.
+    const answers = await Promise.all([1, 2, 3, 4, 5].map(() => search({ limit: 1 })));
+    expect(answers.map((r) => r.status).sort()).toEqual([200, 200, 200, 200, 429]);
+    const refused = answers.find((r) => r.status === 429)!;
     expect(refused.data).toEqual({
       status: 'error',
       message: 'You have reached your secondly limit.',
