@@ -1,17 +1,17 @@
 /**
  * The PostgreSQL transport: the configuration, the postgres.js client opened per call (a pool
  * of two connections at most, each a read-only session with a statement timeout), the one way
- * queries run (one statement each, cancelled when the run is stopped), and the one place driver failures
- * become the SDK's error kinds (`failure`). Identifiers are quoted here (`ident`); values only
- * ever travel as parameters.
+ * queries run (one statement each, cancelled when the run is stopped), and the one place
+ * driver failures become the SDK's error kinds (`failure`). Identifiers are quoted here
+ * (`ident`); values only ever travel as parameters.
  */
 import postgres from 'postgres';
 import { ConfigError, secret, TransientError, z, type PluginContext } from 'audiencehub/sdk';
 
 export const StreamConfig = z
   .object({
-    /** The stream's name; a table or view of the schema when neither `table` nor `query` is given. */
-    name: z.string().trim().min(1).max(200),
+    /** The stream's name: a table or view of the schema unless `table` or `query` is given. */
+    name: z.string().min(1).max(200),
     /** A table or view of `schema` to read under this name. */
     table: z.string().min(1).optional(),
     /** A SELECT to read as a stream; it runs as a subquery, without parameters. */
@@ -207,8 +207,10 @@ const HINTS: Record<string, string> = {
  * abort reason.
  *
  * @example
- * failure(Object.assign(new Error('permission denied for table payment'), { name: 'PostgresError', code: '42501' }), config)
- * // ConfigError: PostgreSQL (reader@erp:5432/erp): permission denied for table payment (42501): grant the user SELECT on it.
+ * // a PostgresError { code: '42501', message: 'permission denied for table payment' } →
+ * failure(error, config);
+ * // ConfigError: PostgreSQL (reader@erp:5432/erp): permission denied for table payment
+ * // (42501): grant the user SELECT on it.
  */
 export function failure(error: unknown, config: PostgresConfig, signal?: AbortSignal): Error {
   if (signal?.aborted) return signal.reason instanceof Error ? signal.reason : new Error('aborted');

@@ -74,7 +74,7 @@ export const ORDERABLE = new Set<Kind>([
  *
  * @example
  * jsonValue('2022-01-29 01:58:52.222594+00', 'timestamptz'); // '2022-01-29T01:58:52.222594Z'
- * jsonValue('12345678901234567.89', 'numeric'); // '12345678901234567.89' (a float64 would round it)
+ * jsonValue('12345678901234567.89', 'numeric'); // the same string: a float64 would round it
  * jsonValue('0.99', 'numeric'); // 0.99
  */
 export function jsonValue(raw: unknown, kind: Kind, element: Kind = 'text'): unknown {
