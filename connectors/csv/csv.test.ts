@@ -268,6 +268,27 @@ describe('the CSV connector', () => {
     expect(orders.records.map((r) => r.data)).toEqual([{ order: 'A1', email: 'a@example.com' }]);
   });
 
+  it('describes a file again only once it changed', async () => {
+    const path = join(dir, 'people.csv');
+    const mtime = new Date('2024-06-01T10:00:00Z');
+    await writeFile(path, 'id,mail\n1,a\n');
+    await utimes(path, mtime, mtime);
+    const [before] = await discover(configOf(path));
+    // Same size, same modification time: taken for the same file, its description reused.
+    await writeFile(path, 'id,note\n1,2\n');
+    await utimes(path, mtime, mtime);
+    expect(await discover(configOf(path))).toEqual([before]);
+    // Parsed with other options, or once it changed, it is described anew.
+    expect((await discover(configOf(path, { delimiter: ';' })))[0]!.fields).toEqual([
+      { name: 'id,note', type: 'string' },
+    ]);
+    await utimes(path, mtime, new Date(mtime.getTime() + 5_000));
+    expect((await discover(configOf(path)))[0]!.fields).toEqual([
+      { name: 'id', type: 'integer' },
+      { name: 'note', type: 'integer' },
+    ]);
+  });
+
   it('refuses a folder where two files would be the same stream, or that holds none', async () => {
     await writeFile(join(dir, 'a.csv'), 'x\n1\n');
     await writeFile(join(dir, 'a.csv.gz'), gzipSync('x\n1\n'));

@@ -65,32 +65,57 @@ export const discover: SourceDiscover<CsvConfig> = async ({ config }) => {
   const streams: SourceStream[] = [];
   for (const file of await csvFiles(config)) {
     const snapshot = await snapshotOf(file);
-    let columns: Columns | undefined;
-    let values: string[][] = [];
-    let sampled = 0;
-    for await (const row of rowsOf(file, snapshot, config)) {
-      if (!columns) {
-        columns = columnsOf(row.cells, file.name);
-        values = columns.names.map(() => []);
-        continue;
-      }
-      if (!recordOf(columns, row.cells, { file: file.name, line: row.line })) continue;
-      columns.names.forEach((_, i) => values[i]!.push(row.cells[i]!));
-      if (++sampled >= SAMPLE_ROWS) break;
+    const { delimiter, encoding, quote } = config;
+    const key = JSON.stringify([file.path, snapshot, delimiter, encoding, quote]);
+    let stream = described.get(key);
+    if (!stream) {
+      stream = await describeFile(file, snapshot, config);
+      described.set(key, stream);
+      if (described.size > DESCRIBED_MAX) described.delete(described.keys().next().value!);
     }
-    if (!columns) throw noHeader(file);
-    streams.push({
-      name: file.stream,
-      description: `${file.name}${snapshot.gzip ? ' (gzip)' : ''}`,
-      fields: columns.names.map((name, i) => ({ name, type: inferType(values[i]!) })),
-      // Rows have no identity of their own: each record's `key` is a digest of its content.
-      primaryKey: [],
-      // Incremental by position in the file, not by a field: there is no cursor field.
-      modes: ['full_refresh', 'incremental'],
-    });
+    streams.push({ ...stream, fields: stream.fields.map((f) => ({ ...f })) });
   }
   return streams;
 };
+
+/**
+ * Files described lately, by path, size, modification time and parsing options: the hub
+ * discovers a source's streams before each read, and a folder of many files would otherwise
+ * have its samples parsed again every time.
+ */
+const described = new Map<string, SourceStream>();
+const DESCRIBED_MAX = 1_000;
+
+/** A file's stream: its columns, with types guessed from a sample of its rows. */
+async function describeFile(
+  file: CsvFile,
+  snapshot: Snapshot,
+  config: CsvConfig,
+): Promise<SourceStream> {
+  let columns: Columns | undefined;
+  let values: string[][] = [];
+  let sampled = 0;
+  for await (const row of rowsOf(file, snapshot, config)) {
+    if (!columns) {
+      columns = columnsOf(row.cells, file.name);
+      values = columns.names.map(() => []);
+      continue;
+    }
+    if (!recordOf(columns, row.cells, { file: file.name, line: row.line })) continue;
+    columns.names.forEach((_, i) => values[i]!.push(row.cells[i]!));
+    if (++sampled >= SAMPLE_ROWS) break;
+  }
+  if (!columns) throw noHeader(file);
+  return {
+    name: file.stream,
+    description: `${file.name}${snapshot.gzip ? ' (gzip)' : ''}`,
+    fields: columns.names.map((name, i) => ({ name, type: inferType(values[i]!) })),
+    // Rows have no identity of their own: each record's `key` is a digest of its content.
+    primaryKey: [],
+    // Incremental by position in the file, not by a field: there is no cursor field.
+    modes: ['full_refresh', 'incremental'],
+  };
+}
 
 export const read: SourceRead<CsvConfig> = async function* ({ config, stream, cursor }, ctx) {
   const files = await csvFiles(config);
