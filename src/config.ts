@@ -36,6 +36,8 @@ export interface HubConfig {
    * when unset. Every process of one hub must use the same key.
    */
   secretKey?: string;
+  /** The largest file a source upload may be, in bytes as sent (compressed when gzip). */
+  maxUploadBytes: number;
 }
 
 /** GA4's `purchase`/`value` and the Segment e-commerce spec's `Order Completed`/`revenue`. */
@@ -116,6 +118,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): HubConfig {
     maxSegmentsPerOwner: positiveInteger(env, 'AUDIENCEHUB_MAX_SEGMENTS_PER_OWNER', 50),
     rfmSchedule: cron(env, 'AUDIENCEHUB_RFM_SCHEDULE', '15 2 * * *'),
     secretKey: env.AUDIENCEHUB_SECRET_KEY || undefined,
+    maxUploadBytes: positiveInteger(env, 'AUDIENCEHUB_MAX_UPLOAD_BYTES', 256 * 1024 * 1024),
   };
 }
 

@@ -1,5 +1,6 @@
 import type { HubConfig } from './config.ts';
 import type { Db } from './db/index.ts';
+import type { ImportDeps } from './imports/deps.ts';
 import type { SegmentJobs } from './jobs/index.ts';
 import type { Logger } from './log.ts';
 import type { SyncDeps } from './sync/engine.ts';
@@ -13,4 +14,9 @@ export interface HubContext {
   jobs?: SegmentJobs;
   /** Destination plugins, the secret box and shared limits, for destinations and syncs. */
   sync?: SyncDeps;
+  /**
+   * Source connectors and the secret box, for sources and imports; when absent, built on first
+   * use from `sync` (its box and log) with the bundled and installed connectors.
+   */
+  imports?: ImportDeps;
 }

@@ -10,6 +10,7 @@ import { notFoundHandler, problemHandler, validationHook } from './problem.ts';
 import { profileRoutes } from './profiles.ts';
 import { rejectionRoutes } from './rejections.ts';
 import { segmentRoutes } from './segments.ts';
+import { sourceRoutes } from './sources.ts';
 import { syncRoutes } from './syncs.ts';
 import { tokenRoutes } from './tokens.ts';
 import { trackingRoutes } from './tracking.ts';
@@ -43,6 +44,7 @@ export function createApp(ctx: HubContext): OpenAPIHono<ApiEnv> {
   app.route('/api', segmentRoutes(ctx));
   app.route('/api', destinationRoutes(ctx));
   app.route('/api', syncRoutes(ctx));
+  app.route('/api', sourceRoutes(ctx));
   app.route('/api', auditRoutes(ctx));
   app.route('/api', openApiRoutes(app));
   return app;

@@ -11,6 +11,7 @@ import {
   doublePrecision,
   index,
   integer,
+  json,
   jsonb,
   numeric,
   pgTable,
@@ -563,8 +564,8 @@ export const importRejects = pgTable(
     stream: text('stream').notNull(),
     /** The record's identity: its primary key values, the connector's key, or a content hash. */
     recordKey: text('record_key').notNull(),
-    /** The record as the connector read it. */
-    row: jsonb('row').$type<Record<string, unknown>>().notNull(),
+    /** The record as the connector read it (json, not jsonb: its fields keep their order). */
+    row: json('row').$type<Record<string, unknown>>().notNull(),
     reason: text('reason').notNull(),
     /** The field the reason names, when it names one. */
     field: text('field'),

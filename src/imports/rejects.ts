@@ -96,7 +96,7 @@ export async function exportRejectsCsv(
   const keys = (
     await rows<{ key: string }>(
       db,
-      sql`select k.key from import_rejects r, jsonb_object_keys(r.row) with ordinality as k(key, n)
+      sql`select k.key from import_rejects r, json_object_keys(r.row) with ordinality as k(key, n)
           where ${where(sourceId, filter)}
           group by k.key order by min(r.id), min(k.n)`,
     )

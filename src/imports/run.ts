@@ -444,7 +444,7 @@ async function storeRejects(
     sql`insert into import_rejects (run_id, source_id, stream, record_key, row, reason, field)
         select ${runId}::bigint, ${sourceId}::uuid, ${stream}, record_key, row, reason, field
         from json_to_recordset(${json(input)})
-          as x(record_key text, row jsonb, reason text, field text)
+          as x(record_key text, row json, reason text, field text)
         on conflict (source_id, stream, record_key) do update
           set run_id = excluded.run_id, row = excluded.row, reason = excluded.reason,
             field = excluded.field, at = now()`,

@@ -14,6 +14,12 @@ export interface SegmentJobs {
   requestComputation(segmentId: string, trigger: RunTrigger): Promise<SegmentRun | null>;
   /** Run a sync soon on a worker (present when a job queue is). */
   requestSyncRun?(syncId: string, trigger: 'manual' | 'schedule' | 'auto'): Promise<void>;
+  /** Import a source's stream soon on a worker (present when a job queue is). */
+  requestImportRun?(
+    sourceId: string,
+    stream: string,
+    trigger: 'manual' | 'schedule',
+  ): Promise<void>;
 }
 
 /** Compute in the caller, before answering. */

@@ -3,9 +3,10 @@
  * `defineSource`, as a real one is), and a hub's import deps over a fresh database.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
 import type { Principal } from '../../src/auth/credentials.ts';
 import { secretBox } from '../../src/destinations/secrets.ts';
 import type { ImportDeps } from '../../src/imports/deps.ts';
@@ -78,7 +79,7 @@ export function tableSource(name = 'tables') {
 
 /** Import deps over `connectors`, logging into `logs`. */
 export function importDeps(
-  connectors: ReturnType<typeof tableSource>['connector'][],
+  connectors: object[],
   logs: string[] = [],
 ): ImportDeps & { log: Logger } {
   const registry = createConnectorRegistry();
@@ -97,3 +98,63 @@ export const admin: Principal = {
   name: 'admin',
   role: 'admin',
 };
+
+/**
+ * A file connector like the CSV one: `path` is a folder of `*.csv` / `*.csv.gz` files, one
+ * stream per file (named by the file without its extensions), comma-separated with a header
+ * line; records keyed by line number. It reads uploads (`uploads: true`).
+ */
+export function folderSource(name = 'folder') {
+  const files = () => (dir: string) =>
+    readdirSync(dir)
+      .filter((f) => /\.csv(\.gz)?$/.test(f))
+      .sort();
+  const list = files();
+  const text = (file: string) => {
+    const raw = readFileSync(file);
+    return (file.endsWith('.gz') ? gunzipSync(raw) : raw).toString('utf8');
+  };
+  const streamName = (file: string) => file.replace(/\.csv(\.gz)?$/, '');
+  return defineSource({
+    name,
+    title: 'Folder of CSV files',
+    config: z.object({ path: z.string().min(1) }),
+    uploads: true,
+    async check({ config }) {
+      if (!existsSync(config.path)) return { ok: false, reason: `${config.path} does not exist` };
+      for (const file of list(config.path)) {
+        const header = text(join(config.path, file)).split('\n')[0] ?? '';
+        if (!header.includes(',')) return { ok: false, reason: `${file} has no header line` };
+      }
+      return list(config.path).length > 0
+        ? { ok: true }
+        : { ok: false, reason: 'no CSV files in the folder' };
+    },
+    async discover({ config }) {
+      return list(config.path).map((file) => ({
+        name: streamName(file),
+        fields: (text(join(config.path, file)).split('\n')[0] ?? '')
+          .split(',')
+          .map((f) => ({ name: f.trim(), type: 'string' as const })),
+        primaryKey: [],
+        modes: ['full_refresh' as const],
+      }));
+    },
+    async *read({ config, stream, cursor }) {
+      const file = list(config.path).find((f) => streamName(f) === stream.name)!;
+      const [header, ...lines] = text(join(config.path, file)).split('\n');
+      const fields = header!.split(',').map((f) => f.trim());
+      const start = typeof cursor === 'number' ? cursor : 0;
+      for (let i = start; i < lines.length; i++) {
+        if (lines[i]!.trim() === '') continue;
+        const cells = lines[i]!.split(',');
+        yield {
+          type: 'record' as const,
+          data: Object.fromEntries(fields.map((f, j) => [f, cells[j] ?? ''])),
+          key: `line-${i + 2}`,
+        };
+      }
+      yield { type: 'checkpoint' as const, cursor: lines.length };
+    },
+  });
+}

@@ -4,7 +4,7 @@ CREATE TABLE "import_rejects" (
 	"source_id" uuid NOT NULL,
 	"stream" text NOT NULL,
 	"record_key" text NOT NULL,
-	"row" jsonb NOT NULL,
+	"row" json NOT NULL,
 	"reason" text NOT NULL,
 	"field" text,
 	"at" timestamp with time zone DEFAULT now() NOT NULL
