@@ -76,6 +76,8 @@ interface LoadedSync {
 const LEASE_SECONDS = 120;
 /** Rows read from the database at a time. */
 const PAGE = 5000;
+/** Ledger writes in flight at once per run. */
+const LEDGER_WRITERS = 4;
 
 /** Load a sync with its plugin and its decrypted, validated config. */
 export async function loadSync(db: Db, deps: SyncDeps, syncId: string): Promise<LoadedSync> {
@@ -443,25 +445,30 @@ export async function runSync(
     }
     const pending: Promise<void>[] = [];
     let failure: unknown;
-    const send = async (batch: SyncRow[], retrying: Set<string>) => {
-      const results = await sendBatch(sync, info, batch, ctx);
-      await applyResults(db, sync.id, runId, batch, retrying, results, counts);
-    };
+    // The service's slot is held for the call only: the ledger is written after the slot is
+    // released, so the next batch goes out while this one's results are recorded. A few ledger
+    // writes at a time, and reading stops while they lag behind.
+    const ledger = new PQueue({ concurrency: LEDGER_WRITERS });
+    const send = (batch: SyncRow[], retrying: Set<string>) =>
+      queue
+        .add(() => sendBatch(sync, info, batch, ctx))
+        .then((results) =>
+          ledger.add(() => applyResults(db, sync.id, runId, batch, retrying, results, counts)),
+        );
     for await (const page of differences(db, sync)) {
       for (let i = 0; i < page.rows.length; i += sync.plugin.limits.batchSize) {
         if (failure !== undefined) break;
         const batch = page.rows.slice(i, i + sync.plugin.limits.batchSize);
         pending.push(
-          queue
-            .add(() => send(batch, page.retrying))
-            .catch((error: unknown) => {
-              failure ??= error;
-              controller.abort();
-            }),
+          send(batch, page.retrying).catch((error: unknown) => {
+            failure ??= error;
+            controller.abort();
+          }),
         );
       }
-      // Keep memory flat: do not read further ahead than the queue can take.
+      // Keep memory flat: do not read further ahead than the service and the ledger can take.
       await queue.onSizeLessThan(sync.plugin.limits.concurrency * 2);
+      await ledger.onSizeLessThan(LEDGER_WRITERS * 2);
       if (failure !== undefined) break;
     }
     await Promise.all(pending);
