@@ -11,7 +11,8 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { sql } from 'drizzle-orm';
 import {
   ConfigError,
   sourceConformance,
@@ -20,6 +21,13 @@ import {
   type PluginContext,
   type SourceStream,
 } from 'audiencehub/sdk';
+import { testConfig } from '../../src/config.ts';
+import { rows, type Database } from '../../src/db/index.ts';
+import { listRejects } from '../../src/imports/rejects.ts';
+import { runImport } from '../../src/imports/run.ts';
+import { createSource, setStreamMapping } from '../../src/imports/store.ts';
+import { testDatabase } from '../../test/support/db.ts';
+import { admin, importDeps } from '../../test/imports/support.ts';
 import csv from './index.ts';
 import { CsvConfig } from './client.ts';
 import { inferType } from './fields.ts';
@@ -696,5 +704,80 @@ describe('the CSV connector', () => {
     expect(report.find((c) => c.check.startsWith('a read resumed'))?.detail).toBe(
       'resumed after 10000 records: 15000 more',
     );
+  });
+});
+
+describe("the CSV connector through the hub's imports", () => {
+  let database: Database;
+  beforeAll(async () => {
+    database = await testDatabase();
+  });
+  afterAll(() => database?.close());
+
+  it('imports the first Online Retail rows, then only the rows appended to the file', async () => {
+    const { db } = database;
+    const deps = importDeps([csv]);
+    const lines = gunzipSync(await readFile(ONLINE_RETAIL))
+      .toString('utf8')
+      .split('\n');
+    const path = join(dir, 'online_retail.csv');
+    await writeFile(path, lines.slice(0, 3_001).join('\n') + '\n');
+    const source = await createSource(db, deps, admin, {
+      name: 'Online Retail',
+      connector: 'csv',
+      config: { path: dir },
+      // A quarter of the file's rows have no CustomerID: they are rejected, and that is expected.
+      maxRejectShare: 1,
+    });
+    // The mapping the hub documents for this file.
+    await setStreamMapping(db, deps, admin, source.id, 'online_retail', {
+      mapping: {
+        identities: { customer_id: 'CustomerID' },
+        traits: { country: 'Country' },
+        event: {
+          name: 'Order Line',
+          timestamp: {
+            field: 'InvoiceDate',
+            format: 'YYYY-MM-DD HH:mm:ss',
+            timezone: 'Europe/London',
+          },
+          properties: { invoice: 'InvoiceNo', sku: 'StockCode' },
+          revenue: { multiply: ['Quantity', 'UnitPrice'] },
+        },
+      },
+    });
+    /** What a slice of the file holds, counted from its lines. */
+    const expected = (slice: string[], before: string[] = []) => {
+      const seen = new Set(before);
+      const fresh = slice.filter((l) => !seen.has(l) && seen.add(l));
+      const noCustomer = fresh.filter((l) => l.split(',').at(-2) === '').length;
+      return {
+        rowsRead: slice.length,
+        rowsDuplicate: slice.length - fresh.length,
+        rowsRejected: noCustomer,
+        rowsImported: fresh.length - noCustomer,
+      };
+    };
+    const first = await runImport(db, deps, testConfig(), source.id, 'online_retail', 'manual');
+    const firstRows = lines.slice(1, 3_001);
+    expect(first).toMatchObject({ status: 'succeeded', error: null, ...expected(firstRows) });
+    // Rows without a CustomerID are rejected by the mapping, not lost.
+    const { data: rejects } = await listRejects(db, source.id, { limit: 1, runId: first.id });
+    expect(rejects[0]).toMatchObject({ field: 'CustomerID' });
+
+    await appendFile(path, lines.slice(3_001, 4_001).join('\n') + '\n');
+    const second = await runImport(db, deps, testConfig(), source.id, 'online_retail', 'manual');
+    expect(second).toMatchObject({
+      status: 'succeeded',
+      ...expected(lines.slice(3_001, 4_001), firstRows),
+    });
+    const [events] = await rows<{ n: number }>(
+      db,
+      sql`select count(*)::int as n from events where source = 'Online Retail' and type = 'track'`,
+    );
+    expect(events!.n).toBe(first.rowsImported + second.rowsImported);
+    // Nothing changed since: the next run reads nothing.
+    const third = await runImport(db, deps, testConfig(), source.id, 'online_retail', 'manual');
+    expect(third).toMatchObject({ status: 'succeeded', rowsRead: 0 });
   });
 });
