@@ -5,8 +5,8 @@
  * on:
  * - **check** accepts a working configuration and answers a broken one with a reason (never
  *   throwing, never quoting a secret);
- * - **discover** describes each stream: fields, a primary key made of its fields, a cursor field
- *   for incremental reads;
+ * - **discover** describes each stream: fields, a primary key and a cursor field (when it has
+ *   them) made of its fields;
  * - **a full read** yields plain-JSON records, each with a key, and ends with a checkpoint;
  * - **resume**: a read started from a checkpoint in the middle yields exactly the records that
  *   followed it — no repeat, no gap;
@@ -253,11 +253,9 @@ function describeProblems(stream: SourceStream) {
   if (unknown.length > 0)
     throw new Error(`${where}: primary key ${unknown.join(', ')} is not a field`);
   if (stream.modes.length === 0) throw new Error(`${where} has no read mode`);
-  if (stream.modes.includes('incremental')) {
-    if (!stream.cursorField) throw new Error(`${where} is incremental without a cursor field`);
-    if (!names.includes(stream.cursorField)) {
-      throw new Error(`${where}: cursor field ${stream.cursorField} is not a field`);
-    }
+  // An incremental stream's cursor may be a field of its records, or a position of its own.
+  if (stream.cursorField !== undefined && !names.includes(stream.cursorField)) {
+    throw new Error(`${where}: cursor field ${stream.cursorField} is not a field`);
   }
 }
 

@@ -38,7 +38,10 @@ export interface SourceStream {
   primaryKey: string[];
   /** `incremental` when `read` can start after a cursor. */
   modes: ReadMode[];
-  /** The field incremental reads order by, e.g. `updated_at` (Airbyte's `cursor_field`). */
+  /**
+   * The field incremental reads order by, e.g. `updated_at` (Airbyte's `cursor_field`). Absent
+   * when the cursor is not a field of the records, e.g. a position in a file.
+   */
   cursorField?: string;
 }
 
