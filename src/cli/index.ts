@@ -7,6 +7,9 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { createApiToken, Role } from '../auth/credentials.ts';
 import { loadConfig, type HubConfig } from '../config.ts';
 import { startWorker } from '../jobs/worker.ts';
+import { createImportDeps } from '../imports/deps.ts';
+import { runImport, type ImportRun } from '../imports/run.ts';
+import { enabledStreams, findSource } from '../imports/store.ts';
 import { createSyncDeps } from '../sync/deps.ts';
 import { createLogger, type Level, type Logger } from '../log.ts';
 import {
@@ -29,6 +32,10 @@ Commands:
   worker         Run only the worker: computed traits, segment computation
                  (incremental, scheduled and requested)
   migrate        Apply pending database migrations and exit
+  import SOURCE [STREAM]
+                 Import a source (by name or id) now, in the foreground: the
+                 one stream, or every enabled stream with a mapping; exits 1
+                 when a run fails, saying why
   token create   Create an API token and print it once
                    --role admin|marketer|integrator   (default admin)
                    --name NAME                        (default "created with the CLI")
@@ -178,6 +185,55 @@ async function tokenCreate(config: HubConfig, role: Role, name: string): Promise
   }
 }
 
+/**
+ * Import a source's streams now, one after the other, printing each run; a failed run makes the
+ * command fail. Ctrl-C stops the run in progress (it resumes from its last checkpoint next time).
+ */
+async function importNow(
+  config: HubConfig,
+  log: Logger,
+  sourceName: string,
+  stream: string | undefined,
+): Promise<void> {
+  const database = await openHubDatabase(config);
+  const controller = new AbortController();
+  const stop = () => controller.abort();
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  try {
+    const deps = await createImportDeps(config, log);
+    const source = await findSource(database.db, deps, sourceName);
+    const streams = stream ? [stream] : await enabledStreams(database.db, source.id);
+    if (streams.length === 0) {
+      throw new Error(
+        `source "${source.name}" has no enabled stream with a mapping: set one with PUT /api/sources/${source.id}/streams/<stream>`,
+      );
+    }
+    const failed: ImportRun[] = [];
+    for (const name of streams) {
+      if (controller.signal.aborted) break;
+      const run = await runImport(database.db, deps, config, source.id, name, 'cli', {
+        signal: controller.signal,
+      });
+      process.stdout.write(`${describeRun(source.name, run)}\n`);
+      if (run.status === 'failed') failed.push(run);
+    }
+    if (failed.length > 0) {
+      throw new Error(
+        failed.map((r) => `import of ${source.name}/${r.stream} failed: ${r.error}`).join('\n'),
+      );
+    }
+  } finally {
+    process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
+    await database.close();
+  }
+}
+
+const describeRun = (source: string, r: ImportRun) =>
+  `${source}/${r.stream}: ${r.status} (run ${r.id}) — ${r.rowsRead} read, ${r.rowsImported} imported, ` +
+  `${r.rowsDuplicate} duplicate, ${r.rowsRejected} rejected in ${((r.durationMs ?? 0) / 1000).toFixed(1)} s`;
+
 /** Everything that needs the configuration: a logger and the parsed environment first. */
 async function withConfig(
   env: NodeJS.ProcessEnv,
@@ -228,6 +284,28 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
               ? worker
               : migrate;
         await withConfig(env, run);
+        return 0;
+      }
+      case 'import': {
+        let parsed;
+        try {
+          parsed = parseArgs({
+            args: rest,
+            options: { help: { type: 'boolean', short: 'h' } },
+            strict: true,
+            allowPositionals: true,
+          });
+        } catch (error) {
+          throw new UsageError(`import: ${(error as Error).message}`);
+        }
+        if (parsed.values.help) {
+          process.stdout.write(USAGE);
+          return 0;
+        }
+        const [source, stream, ...extra] = parsed.positionals;
+        if (!source) throw new UsageError('import: name the source to import');
+        if (extra.length > 0) throw new UsageError(`import: unexpected "${extra[0]}"`);
+        await withConfig(env, (config, log) => importNow(config, log, source, stream));
         return 0;
       }
       case 'token': {

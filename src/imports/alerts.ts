@@ -9,6 +9,9 @@ import { sql } from 'drizzle-orm';
 import { rows, type Db } from '../db/index.ts';
 import type { ImportDeps } from './deps.ts';
 
+/** What alerting needs: the box (webhook URLs are sealed), the log, and how to POST. */
+export type AlertDeps = Pick<ImportDeps, 'box' | 'log' | 'fetch'>;
+
 /** What a webhook receives. */
 export interface ImportAlert {
   type: 'import.failed' | 'source.overdue';
@@ -26,7 +29,7 @@ export interface ImportAlert {
 /** A failed run: alert unless this stream's failure episode was already alerted. */
 export async function alertRunFailed(
   db: Db,
-  deps: ImportDeps,
+  deps: AlertDeps,
   run: { sourceId: string; stream: string; runId: number; error: string },
 ): Promise<void> {
   try {
@@ -73,7 +76,7 @@ export async function markSucceeded(db: Db, sourceId: string, stream: string): P
  */
 export async function alertOverdueSources(
   db: Db,
-  deps: ImportDeps,
+  deps: AlertDeps,
   now = new Date(),
 ): Promise<number> {
   const due = await rows<{
@@ -103,7 +106,7 @@ export async function alertOverdueSources(
 }
 
 /** Log the alert, then POST it to the webhook (once, 10 s at most; a failure is logged). */
-async function send(deps: ImportDeps, sealedUrl: string | null, alert: ImportAlert) {
+async function send(deps: AlertDeps, sealedUrl: string | null, alert: ImportAlert) {
   const summary =
     alert.type === 'import.failed'
       ? `import of ${alert.source.name}/${alert.stream} failed: ${alert.error}`

@@ -8,6 +8,8 @@
  *   computations: requested by the API, and due by each segment's cron schedule, checked
  *   every minute; and the RFM scores, on `AUDIENCEHUB_RFM_SCHEDULE` (daily by default),
  *   followed by the segments that use them.
+ * - Import runs of source streams: requested by the API, and due by each source's cron
+ *   schedule, checked every minute together with the overdue-source alerts.
  */
 import PgBoss from 'pg-boss';
 import { sql } from 'drizzle-orm';
@@ -16,6 +18,10 @@ import { json, rows, type Database, type Db } from '../db/index.ts';
 import type { Logger } from '../log.ts';
 import { foldNewEvents } from '../profiles/fold.ts';
 import { computeIncrementally, computeSegment, type RunTrigger } from '../segments/compute.ts';
+import { alertOverdueSources, type AlertDeps } from '../imports/alerts.ts';
+import { importDepsOf, type ImportDeps } from '../imports/deps.ts';
+import { runImport, type ImportTrigger } from '../imports/run.ts';
+import { enabledStreams } from '../imports/store.ts';
 import { computeRfm } from '../segments/rfm.ts';
 import { nextScheduledRun } from '../segments/store.ts';
 import { runSync, type SyncDeps, type SyncTrigger } from '../sync/engine.ts';
@@ -26,6 +32,7 @@ const QUEUES = {
   schedules: 'segment-schedules',
   rfm: 'rfm-scores',
   sync: 'sync-run',
+  imports: 'import-run',
 } as const;
 
 /** Auto-sync waits this long after a membership change, so a burst of changes is one run. */
@@ -39,6 +46,12 @@ interface ComputeJob {
 interface SyncJob {
   syncId: string;
   trigger: SyncTrigger;
+}
+
+interface ImportJob {
+  sourceId: string;
+  stream: string;
+  trigger: ImportTrigger;
 }
 
 /** A running worker. */
@@ -56,6 +69,12 @@ export interface WorkerOptions {
   refresh?: boolean;
   /** Plugins and secrets for running syncs; without them, sync jobs wait for a worker that has them. */
   sync?: SyncDeps;
+  /**
+   * Connectors and secrets for running imports; when absent, built on the first import from
+   * `sync` (its box and log) with the bundled and installed connectors. Without either, import
+   * jobs wait for a worker that has them.
+   */
+  imports?: ImportDeps;
 }
 
 /**
@@ -108,6 +127,17 @@ export async function startWorker(
     expireInMinutes: 120,
   });
 
+  await boss.createQueue(QUEUES.imports, {
+    name: QUEUES.imports,
+    // One run of a stream queued and one running; a request meanwhile joins the queued one.
+    policy: 'stately',
+    // A run that fails is recorded as failed, not thrown: retries are for a stream held by
+    // another worker's run.
+    retryLimit: 3,
+    retryDelay: 60,
+    expireInMinutes: 240,
+  });
+
   const jobs: SegmentJobs = {
     async requestComputation(segmentId, trigger) {
       await boss.send(QUEUES.compute, { segmentId, trigger } satisfies ComputeJob, {
@@ -121,7 +151,14 @@ export async function startWorker(
         ...(trigger === 'auto' ? { startAfter: AUTO_SYNC_DEBOUNCE_SECONDS } : {}),
       });
     },
+    async requestImportRun(sourceId, stream, trigger) {
+      await boss.send(QUEUES.imports, { sourceId, stream, trigger } satisfies ImportJob, {
+        singletonKey: `${sourceId}:${stream}`,
+      });
+    },
   };
+  const importContext = { imports: options.imports, sync: options.sync, config };
+  const alertDeps: AlertDeps | undefined = options.imports ?? options.sync;
   const afterMembershipChange = (segmentIds: string[]) => queueAutoSyncs(db, jobs, segmentIds);
 
   if (runJobs) {
@@ -144,8 +181,37 @@ export async function startWorker(
     await boss.work(QUEUES.schedules, { pollingIntervalSeconds: 5 }, async () => {
       const queued = await queueDueSchedules(db, jobs);
       const syncs = await queueDueSyncs(db, jobs);
-      if (queued + syncs > 0) log.info('scheduled work queued', { segments: queued, syncs });
+      const imports = await queueDueImports(db, jobs);
+      if (queued + syncs + imports > 0) {
+        log.info('scheduled work queued', { segments: queued, syncs, imports });
+      }
+      if (alertDeps) await alertOverdueSources(db, alertDeps);
     });
+    if (options.imports || options.sync) {
+      await boss.work<ImportJob>(
+        QUEUES.imports,
+        { pollingIntervalSeconds: 1, batchSize: 1 },
+        async ([job]) => {
+          const { sourceId, stream, trigger } = job!.data;
+          try {
+            const deps = await importDepsOf(importContext);
+            const run = await runImport(db, deps, config, sourceId, stream, trigger);
+            log.info('import run finished', {
+              sourceId,
+              stream,
+              runId: run.id,
+              status: run.status,
+            });
+          } catch (error) {
+            // Deleted or unmapped since it was queued: nothing to do. Running elsewhere: retried.
+            const status = (error as { status?: number; code?: string }).status;
+            const code = (error as { code?: string }).code;
+            if (status === 404 || code === 'stream-not-mapped') return;
+            throw error;
+          }
+        },
+      );
+    }
     if (options.sync) {
       const deps = options.sync;
       await boss.work<SyncJob>(
@@ -270,6 +336,41 @@ export async function queueDueSyncs(db: Db, jobs: SegmentJobs, now = new Date())
   });
   for (const s of due) await jobs.requestSyncRun!(s.id, 'schedule');
   return due.length;
+}
+
+/**
+ * Queue an import of every enabled stream of each source whose schedule has fallen due, and
+ * set when it falls due next. Returns how many runs were queued.
+ */
+export async function queueDueImports(
+  db: Db,
+  jobs: SegmentJobs,
+  now = new Date(),
+): Promise<number> {
+  if (!jobs.requestImportRun) return 0;
+  const due = await db.transaction(async (tx) => {
+    const found = await rows<{ id: string; schedule: string }>(
+      tx,
+      sql`select id, schedule from sources
+          where schedule is not null and next_run_at <= ${now.toISOString()}::timestamptz
+          for update skip locked`,
+    );
+    for (const s of found) {
+      await tx.execute(
+        sql`update sources set next_run_at = ${nextScheduledRun(s.schedule, now).toISOString()}
+            where id = ${s.id}`,
+      );
+    }
+    return found;
+  });
+  let queued = 0;
+  for (const s of due) {
+    for (const stream of await enabledStreams(db, s.id)) {
+      await jobs.requestImportRun(s.id, stream, 'schedule');
+      queued++;
+    }
+  }
+  return queued;
 }
 
 /** The refresh loop: fold, then compute incrementally; again at once while work is waiting. */

@@ -32,6 +32,8 @@ export function tableSource(name = 'tables') {
     beforeRecord: null as ((offset: number) => void | Promise<void>) | null,
     /** Every read's starting cursor, in order. */
     reads: [] as (Cursor | null)[],
+    /** When set, reads fail with this ConfigError message. */
+    failRead: null as string | null,
   };
   const connector = defineSource({
     name,
@@ -59,6 +61,7 @@ export function tableSource(name = 'tables') {
     },
     async *read({ config, stream, cursor }, ctx) {
       behaviour.reads.push(cursor);
+      if (behaviour.failRead) throw new ConfigError(behaviour.failRead);
       const table = tables.get(stream.name);
       if (!table) throw new ConfigError(`no table ${stream.name}`);
       let offset = typeof cursor === 'number' ? cursor : 0;
