@@ -174,7 +174,7 @@ function connectorOf(deps: ImportDeps, name: string): SourceConnector {
 export function connectorContext(
   deps: ImportDeps,
   sourceId: string,
-  connector: SourceConnector,
+  connector: Pick<SourceConnector, 'limits'>,
   log: Logger,
   signal: AbortSignal,
 ): PluginContext {

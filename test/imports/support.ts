@@ -84,12 +84,14 @@ export function tableSource(name = 'tables') {
 export function importDeps(
   connectors: object[],
   logs: string[] = [],
-): ImportDeps & { log: Logger } {
+  key: Buffer = randomBytes(32),
+): ImportDeps & { log: Logger; key: Buffer } {
   const registry = createConnectorRegistry();
   for (const c of connectors) registry.register(c);
   return {
     connectors: registry,
-    box: secretBox(randomBytes(32)),
+    box: secretBox(key),
+    key,
     log: createLogger('debug', {}, (line) => logs.push(line)),
     uploadsDir: join(mkdtempSync(join(tmpdir(), 'ah-imports-')), 'uploads'),
     limiters: new Map(),
@@ -161,3 +163,51 @@ export function folderSource(name = 'folder') {
     },
   });
 }
+
+/**
+ * A connector generating `rows` records (`row-0`, … keyed), read incrementally from an offset
+ * with a checkpoint every `checkpointEvery` and a pause of `pauseMs` every 20 records: the same
+ * records in any process, for tests that kill a run in one process and resume it in another.
+ */
+export const countingSource = defineSource({
+  name: 'counting',
+  title: 'Counting',
+  config: z.object({
+    rows: z.number().int().min(0),
+    checkpointEvery: z.number().int().min(1),
+    pauseMs: z.number().int().min(0).default(0),
+  }),
+  async check() {
+    return { ok: true };
+  },
+  async discover() {
+    return [
+      {
+        name: 'numbers',
+        fields: ['email', 'n', 'at'].map((name) => ({ name, type: 'string' as const })),
+        primaryKey: ['n'],
+        modes: ['incremental' as const],
+      },
+    ];
+  },
+  async *read({ config, cursor }, ctx) {
+    for (let n = typeof cursor === 'number' ? cursor : 0; n < config.rows;) {
+      if (ctx.signal.aborted) return;
+      if (config.pauseMs > 0 && n % 20 === 0) {
+        await new Promise((resolve) => setTimeout(resolve, config.pauseMs));
+      }
+      yield {
+        type: 'record' as const,
+        data: {
+          email: `person${n % 250}@example.com`,
+          n,
+          at: new Date(Date.UTC(2024, 0, 1) + n * 60_000).toISOString(),
+        },
+      };
+      n++;
+      if (n % config.checkpointEvery === 0 || n === config.rows) {
+        yield { type: 'checkpoint' as const, cursor: n };
+      }
+    }
+  },
+});
