@@ -9,8 +9,9 @@
  * The method and recorded results are in docs/benchmarks.md.
  */
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import type postgres from 'postgres';
+import postgres from 'postgres';
 import type { HubConfig } from '../../src/config.ts';
 import { rows, type Database } from '../../src/db/index.ts';
 import { createLogger } from '../../src/log.ts';
@@ -95,6 +96,69 @@ function rssSampler() {
   };
 }
 
+/**
+ * CPU time of the PostgreSQL server processes serving one database (backends and autovacuum),
+ * read from /proc every 250 ms while a phase runs, so backends that come and go are counted.
+ * Only when the server runs on this machine; null otherwise.
+ */
+function serverCpuSampler(pgUrl: string, database: string) {
+  const admin = postgres(pgUrl, { max: 1, onnotice: () => {} });
+  const ticks = 100; // USER_HZ on Linux
+  const first = new Map<number, number>();
+  const last = new Map<number, number>();
+  let readable = true;
+  const cpuOf = (pid: number): number | null => {
+    try {
+      // Fields after the command name (which may hold spaces): utime and stime are 14th and 15th.
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      return (Number(fields[11]) + Number(fields[12])) / ticks;
+    } catch {
+      return null;
+    }
+  };
+  const sample = async (initial: boolean) => {
+    const pids = await admin<{ pid: number }[]>`
+      select pid from pg_stat_activity where datname = ${database}`;
+    for (const { pid } of pids) {
+      const cpu = cpuOf(pid);
+      if (cpu === null) {
+        readable = false;
+        continue;
+      }
+      if (initial) first.set(pid, cpu);
+      last.set(pid, cpu);
+    }
+  };
+  let timer: NodeJS.Timeout | undefined;
+  let pending = Promise.resolve();
+  return {
+    async start() {
+      await sample(true);
+      timer = setInterval(() => {
+        pending = pending.then(() => sample(false)).catch(() => {});
+      }, 250);
+      timer.unref();
+    },
+    /** Server CPU seconds since start(), or null when /proc could not be read. */
+    async stop(): Promise<number | null> {
+      clearInterval(timer);
+      await pending;
+      await sample(false).catch(() => {});
+      await admin.end();
+      if (!readable) return null;
+      let total = 0;
+      for (const [pid, cpu] of last) total += cpu - (first.get(pid) ?? 0);
+      return total;
+    },
+  };
+}
+
+function serverSampler(opts: Options, databaseUrl: string | undefined) {
+  if (opts.driver !== 'postgres' || !databaseUrl) return null;
+  return serverCpuSampler(opts.pgUrl, new URL(databaseUrl).pathname.slice(1));
+}
+
 function cpuSince(start: NodeJS.CpuUsage): number {
   const { user, system } = process.cpuUsage(start);
   return (user + system) / 1e6;
@@ -108,6 +172,8 @@ interface PhaseResult {
   clientSeconds: number;
   /** CPU time (user + system) of this process during the phase: near `seconds` means Node is the limit. */
   cpuSeconds: number;
+  /** CPU time of the PostgreSQL server processes for this database (PostgreSQL on this machine). */
+  serverCpuSeconds: number | null;
   stored: number;
 }
 
@@ -177,6 +243,7 @@ async function benchHub(
   traffic: Traffic,
 ): Promise<PhaseResult & { foldedSeconds: number; foldedEventsPerSecond: number }> {
   const place = await scratch(opts.driver, opts.pgUrl, 'hub');
+  const server = serverSampler(opts, place.config.databaseUrl);
   const writeKey = `ahw_bench_${randomBytes(16).toString('hex')}`;
   const config: HubConfig = {
     ...place.config,
@@ -188,6 +255,7 @@ async function benchHub(
   let clientMs = 0;
   let largest = 0;
   try {
+    await server?.start();
     const measured = await measure(traffic, opts.concurrency, async (i) => {
       const t0 = performance.now();
       const body = JSON.stringify({ batch: traffic.batch(i), sentAt: new Date().toISOString() });
@@ -208,6 +276,8 @@ async function benchHub(
     const waitStarted = performance.now();
     while ((await foldLag(hub.context)) > 0) await new Promise((r) => setTimeout(r, 20));
     const foldedSeconds = measured.seconds + (performance.now() - waitStarted) / 1000;
+    // Until the fold caught up: its work is part of what ingestion costs the server.
+    const serverCpuSeconds = (await server?.stop()) ?? null;
     const stored = await countEvents(hub.context);
     if (stored !== traffic.events) {
       console.error(`warning: the hub stored ${stored} events of ${traffic.events} sent`);
@@ -216,6 +286,7 @@ async function benchHub(
     return {
       ...measured,
       clientSeconds: clientMs / 1000,
+      serverCpuSeconds,
       stored,
       foldedSeconds,
       foldedEventsPerSecond: traffic.events / foldedSeconds,
@@ -301,8 +372,12 @@ async function benchBaseline(opts: Options, traffic: Traffic): Promise<PhaseResu
   const database = await openHubDatabase(place.config);
   const query = rawQuery(database);
   const statements = new Map<number, string>();
+  const server = serverSampler(opts, place.config.databaseUrl);
   let clientMs = 0;
   try {
+    // Open the pool's connections first, so the sampler sees them from the start.
+    await Promise.all(Array.from({ length: opts.concurrency }, () => query('select 1', [])));
+    await server?.start();
     const measured = await measure(traffic, opts.concurrency, async (i) => {
       const t0 = performance.now();
       const params = rowParams(traffic, i, new Date().toISOString());
@@ -312,7 +387,13 @@ async function benchBaseline(opts: Options, traffic: Traffic): Promise<PhaseResu
       clientMs += performance.now() - t0;
       await query(text, params);
     });
-    return { ...measured, clientSeconds: clientMs / 1000, stored: await countEvents(database) };
+    const serverCpuSeconds = (await server?.stop()) ?? null;
+    return {
+      ...measured,
+      clientSeconds: clientMs / 1000,
+      serverCpuSeconds,
+      stored: await countEvents(database),
+    };
   } finally {
     await database.close();
     if (!opts.keep) await place.drop();
@@ -343,10 +424,16 @@ async function main() {
       `computed traits current after ${hub.foldedSeconds.toFixed(1)} s ` +
       `(${hub.foldedEventsPerSecond.toFixed(0)} events/s)`,
   );
+  const perEvent = (seconds: number | null) =>
+    seconds === null ? '–' : `${((seconds * 1e6) / opts.events).toFixed(0)} µs`;
+  console.error(
+    `          CPU per event: Node ${perEvent(hub.cpuSeconds)}, server ${perEvent(hub.serverCpuSeconds)}`,
+  );
   const baseline = opts.skipBaseline ? null : await benchBaseline(opts, traffic);
   if (baseline) {
     console.error(
-      `baseline: ${baseline.eventsPerSecond.toFixed(0)} events/s (${baseline.seconds.toFixed(1)} s)`,
+      `baseline: ${baseline.eventsPerSecond.toFixed(0)} events/s (${baseline.seconds.toFixed(1)} s); ` +
+        `CPU per event: Node ${perEvent(baseline.cpuSeconds)}, server ${perEvent(baseline.serverCpuSeconds)}`,
     );
   }
   const mb = (n: number) => Math.round(n);
@@ -363,6 +450,10 @@ async function main() {
       seconds: Number(hub.seconds.toFixed(2)),
       clientSeconds: Number(hub.clientSeconds.toFixed(2)),
       cpuSeconds: Number(hub.cpuSeconds.toFixed(2)),
+      serverCpuSeconds: hub.serverCpuSeconds && Number(hub.serverCpuSeconds.toFixed(2)),
+      nodeCpuUsPerEvent: Math.round((hub.cpuSeconds * 1e6) / opts.events),
+      serverCpuUsPerEvent:
+        hub.serverCpuSeconds && Math.round((hub.serverCpuSeconds * 1e6) / opts.events),
       peakRssMb: mb(hub.peakRssMb),
       stored: hub.stored,
       foldedSeconds: Number(hub.foldedSeconds.toFixed(2)),
@@ -373,11 +464,15 @@ async function main() {
       seconds: Number(baseline.seconds.toFixed(2)),
       clientSeconds: Number(baseline.clientSeconds.toFixed(2)),
       cpuSeconds: Number(baseline.cpuSeconds.toFixed(2)),
+      serverCpuSeconds: baseline.serverCpuSeconds && Number(baseline.serverCpuSeconds.toFixed(2)),
+      serverCpuUsPerEvent:
+        baseline.serverCpuSeconds && Math.round((baseline.serverCpuSeconds * 1e6) / opts.events),
       peakRssMb: mb(baseline.peakRssMb),
       stored: baseline.stored,
     },
     ratio: baseline ? Number((hub.eventsPerSecond / baseline.eventsPerSecond).toFixed(3)) : null,
     maxRssMb: mb(process.resourceUsage().maxRSS / 1024),
+    loadAverageAtEnd: loadAverage(),
     machine: machine(loadAverageAtStart, await postgresVersion(opts.driver, opts.pgUrl)),
   };
   console.log(JSON.stringify(summary));
