@@ -3,6 +3,7 @@ import { sql } from 'drizzle-orm';
 import { testConfig } from '../src/config.ts';
 import { rows, type Database, type Db } from '../src/db/index.ts';
 import { ingestMessages } from '../src/events/ingest.ts';
+import { createIngestWriter } from '../src/events/writer.ts';
 import { parseMessage } from '../src/events/message.ts';
 import { eraseProfile } from '../src/profiles/erase.ts';
 import { foldAll, foldNewEvents } from '../src/profiles/fold.ts';
@@ -379,6 +380,41 @@ describe(`the identity cache (${driver})`, () => {
     expect(result.profileIds[0]).not.toBe(erased);
     expect(await count(db, 'events')).toBe(1);
     expect(await count(db, 'events', sql`profile_id = ${erased}`)).toBe(0);
+  });
+});
+
+describe(`the ingest writer (${driver})`, () => {
+  const prepare = (messages: Record<string, unknown>[]) =>
+    messages.map((raw) => {
+      const parsed = parseMessage(raw, { source: 'web', receivedAt: new Date(), config });
+      if (!parsed.ok) throw new Error(JSON.stringify(parsed.errors));
+      return parsed.message;
+    });
+
+  it('stores requests that arrive together in one group, answering each for its own messages, through the identity cache', async () => {
+    const identities = new IdentityCache();
+    const writer = createIngestWriter(db, config, { writers: 1, identities });
+    const track = (messageId: string, userId: string) => ({
+      type: 'track',
+      event: 'Viewed',
+      messageId,
+      userId,
+    });
+    // The first request runs alone; the next two wait for it and are then stored together.
+    const [first, second, third] = await Promise.all([
+      writer.write(prepare([track('m1', 'u1')])),
+      writer.write(prepare([track('m2', 'u2'), track('m3', 'u3')])),
+      writer.write(prepare([track('m3', 'u3'), track('m4', 'u4')])),
+    ]);
+    expect(first).toMatchObject({ accepted: 1, duplicates: 0, stored: [true] });
+    expect(second).toMatchObject({ accepted: 2, duplicates: 0, stored: [true, true] });
+    expect(third).toMatchObject({ accepted: 1, duplicates: 1, stored: [false, true] });
+    expect(third.profileIds[0]).toBe(second.profileIds[1]);
+    expect(await count(db, 'events')).toBe(4);
+    // Every identity of the grouped requests is cached, so the next message resolves without a query.
+    for (const u of ['u1', 'u2', 'u3', 'u4']) {
+      expect(identities.get(`user_id:${u}`)).toBe(await profileOf(db, 'user_id', u));
+    }
   });
 });
 

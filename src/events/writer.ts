@@ -25,6 +25,7 @@ interface Pending {
  *   group is always taken whole).
  * @param writers transactions that may run at once: two keep PostgreSQL busy while the other
  *   commits; more would mostly wait on each other's row locks.
+ * @param identities the identity cache every transaction, single or grouped, resolves through.
  *
  * @example
  * const writer = createIngestWriter(db, config);
@@ -33,10 +34,13 @@ interface Pending {
 export function createIngestWriter(
   db: Db,
   config: HubConfig,
-  { maxMessages = 2000, writers = 2 }: { maxMessages?: number; writers?: number } = {},
+  {
+    maxMessages = 2000,
+    writers = 2,
+    identities = new IdentityCache(),
+  }: { maxMessages?: number; writers?: number; identities?: IdentityCache } = {},
 ): IngestWriter {
   const queue: Pending[] = [];
-  const identities = new IdentityCache();
   const ingest = (messages: PreparedMessage[]) => ingestMessages(db, config, messages, identities);
   let active = 0;
 
@@ -56,11 +60,7 @@ export function createIngestWriter(
         continue;
       }
       try {
-        const result = await ingestMessages(
-          db,
-          config,
-          group.flatMap((p) => p.messages),
-        );
+        const result = await ingest(group.flatMap((p) => p.messages));
         let offset = 0;
         for (const p of group) {
           const stored = result.stored.slice(offset, offset + p.messages.length);
