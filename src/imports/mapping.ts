@@ -4,7 +4,9 @@
  *
  * A row becomes an identify message (its identities and traits) and, when the mapping has an
  * `event`, a track message — both when it has traits and an event. Both go through the same
- * identity resolution as the tracking API. A row that cannot be mapped (no usable identity, a
+ * identity resolution as the tracking API. A track message's id derives from the record's key
+ * (one event per record, however often it is read); an identify's from what it says (rows
+ * repeating a customer's identities and traits, like the lines of their orders, store one). A row that cannot be mapped (no usable identity, a
  * date or number that cannot be read) is rejected with a reason naming the field.
  *
  * @example
@@ -189,8 +191,6 @@ export interface RowOrigin {
   stream: string;
   /** The record's key (see {@link recordKeyOf}). */
   key: string;
-  /** The digest of the row's content. */
-  digest: string;
 }
 
 /** A mapping compiled for a run: readers built once, then applied to each row. */
@@ -211,7 +211,7 @@ type Read = { value: unknown } | { empty: true } | { error: string };
  *
  * @example
  * const mapping = compileMapping(StreamMapping.parse(json), { traitSource: 'erp', config, receivedAt: new Date() });
- * const result = mapping.map(row, { sourceId, stream: 'orders', key, digest });
+ * const result = mapping.map(row, { sourceId, stream: 'orders', key });
  */
 export function compileMapping(
   mapping: StreamMapping,
@@ -325,8 +325,9 @@ export function compileMapping(
         messages.push({
           type: 'identify',
           source,
-          // A changed row is a new identify; the same row read again is the same message.
-          messageId: messageId(origin, 'identify', origin.digest),
+          // What it says, not which row says it: the rows of one customer (an order line
+          // each) repeat the same identify, stored once; a change is a new one.
+          messageId: identifyId(origin, keys, traitValues),
           identities: keys,
           name: null,
           properties: {},
@@ -370,17 +371,30 @@ const describeIdentity = (type: string) =>
   type === IDENTITY.email ? 'email address' : type === IDENTITY.phone ? 'phone number' : 'id';
 
 /**
- * A row's message id: a digest of the source, the stream, the record's key and the message
- * kind — the same every time the record is read, so a re-read stores nothing twice.
+ * A row's event id: a digest of the source, the stream and the record's key — the same every
+ * time the record is read, so a re-read stores nothing twice.
  */
-function messageId(origin: RowOrigin, kind: 'identify' | 'track', extra = ''): string {
+function messageId(origin: RowOrigin, kind: 'track'): string {
+  const hash = createHash('sha256')
+    .update(`${origin.sourceId}\u0000${origin.stream}\u0000${origin.key}\u0000${kind}`)
+    .digest('base64url')
+    .slice(0, 27);
+  return `imp-t-${hash}`;
+}
+
+/** An identify's id: a digest of the source, the stream, and the identities and traits it says. */
+function identifyId(
+  origin: RowOrigin,
+  keys: IdentityKey[],
+  traits: Record<string, unknown>,
+): string {
   const hash = createHash('sha256')
     .update(
-      `${origin.sourceId}\u0000${origin.stream}\u0000${origin.key}\u0000${kind}\u0000${extra}`,
+      `${origin.sourceId}\u0000${origin.stream}\u0000${JSON.stringify(keys)}\u0000${JSON.stringify(traits)}`,
     )
     .digest('base64url')
     .slice(0, 27);
-  return `imp-${kind === 'track' ? 't' : 'i'}-${hash}`;
+  return `imp-i-${hash}`;
 }
 
 /**

@@ -273,12 +273,7 @@ async function readStream(db: Db, deps: ImportDeps, config: HubConfig, input: Re
     const rejects = new Map<string, { key: string; row: Row; reason: string; field?: string }>();
     const mappedKeys: string[] = [];
     fresh.forEach((r) => {
-      const result = mapping.map(r.data, {
-        sourceId,
-        stream: stream.name,
-        key: r.key,
-        digest: r.digest,
-      });
+      const result = mapping.map(r.data, { sourceId, stream: stream.name, key: r.key });
       if (!result.ok) {
         rejects.set(r.key, { key: r.key, row: r, reason: result.reason, field: result.field });
         return;
