@@ -27,12 +27,16 @@ import { createSegment, deleteSegment, getSegment, updateSegment } from '../segm
 import { findTemplate } from '../segments/templates.ts';
 import { referencedSegments } from '../sync/locks.ts';
 import { createSync, deleteSync, getSync, setAutoSync, updateSync } from '../sync/store.ts';
+import { importDepsOf, type ImportDeps } from '../imports/deps.ts';
+import { StreamMapping } from '../imports/mapping.ts';
+import { createSource, deleteSource, setStreamMapping, updateSource } from '../imports/store.ts';
 import {
   ConfigFileError,
   secretProblems,
   type Declared,
   type LoadedConfig,
   type SegmentSpec,
+  type SourceSpec,
 } from './load.ts';
 
 export type Action = 'create' | 'update' | 'replace' | 'delete';
@@ -62,6 +66,7 @@ interface ManagedRow {
 }
 
 const TABLES = {
+  source: sql.raw('sources'),
   destination: sql.raw('destinations'),
   segment: sql.raw('segments'),
   sync: sql.raw('syncs'),
@@ -98,10 +103,105 @@ export async function planConfig(ctx: HubContext, config: LoadedConfig): Promise
   let unchanged = 0;
   const sync = requireSyncDeps(ctx);
 
-  if (config.sources.length > 0) {
-    problems.push(
-      `${config.sources[0]!.file}: sources.${config.sources[0]!.key}: sources in config are not supported by this hub`,
+  // Sources.
+  const sources = await managed(db, 'source');
+  const imports = config.sources.length > 0 || sources.size > 0 ? await importDepsOf(ctx) : null;
+  for (const { key, spec, file } of config.sources) {
+    const where = `${file}: sources.${key}`;
+    const connector = imports!.connectors.get(spec.connector);
+    if (!connector) {
+      problems.push(
+        `${where}.connector: no connector "${spec.connector}" (installed: ${imports!.connectors
+          .list()
+          .map((c) => c.name)
+          .join(', ')})`,
+      );
+      continue;
+    }
+    problems.push(...secretProblems(spec.config, secretKeys(connector.config), where));
+    const parsed = connector.config.safeParse(spec.config);
+    if (!parsed.success) {
+      for (const issue of parsed.error.issues) {
+        problems.push(`${where}.config.${issue.path.join('.')}: ${issue.message}`);
+      }
+      continue;
+    }
+    const mappings: Record<string, unknown> = {};
+    for (const [stream, settings] of Object.entries(spec.streams)) {
+      const mapping = StreamMapping.safeParse(settings.mapping);
+      if (!mapping.success) {
+        for (const issue of mapping.error.issues) {
+          problems.push(
+            `${where}.streams.${stream}.mapping.${issue.path.join('.')}: ${issue.message}`,
+          );
+        }
+        continue;
+      }
+      mappings[stream] = {
+        mapping: { ...mapping.data, traitSource: mapping.data.traitSource ?? nameOf(key, spec) },
+        enabled: settings.enabled,
+      };
+    }
+    const id = sources.get(key);
+    if (!id) {
+      await nameFree(db, 'sources', nameOf(key, spec), `${where}.name`, problems);
+      changes.push({ kind: 'source', key, action: 'create' });
+      continue;
+    }
+    const [row] = await rows<{
+      name: string;
+      connector: string;
+      config: Record<string, unknown>;
+      secrets: string;
+      schedule: string | null;
+      expected_interval_minutes: number | null;
+      alert_webhook: string | null;
+      max_reject_share: string | number;
+    }>(db, sql`select * from sources where id = ${id}`);
+    if (row!.connector !== spec.connector) {
+      problems.push(
+        `${where}.connector: a source's connector cannot change (${row!.connector} → ${spec.connector}); give it a new key`,
+      );
+      continue;
+    }
+    const streams = await rows<{ stream: string; mapping: unknown; enabled: boolean }>(
+      db,
+      sql`select stream, mapping, enabled from import_streams where source_id = ${id}`,
     );
+    const fields = changed(
+      {
+        name: nameOf(key, spec),
+        config: parsed.data,
+        schedule: spec.schedule,
+        expectedIntervalMinutes: minutes(spec.expectedInterval),
+        alertWebhook: spec.alertWebhook,
+        maxRejectShare: spec.maxRejectShare ?? 0.1,
+        streams: mappings,
+      },
+      {
+        name: row!.name,
+        config: connector.config.parse({
+          ...row!.config,
+          ...imports!.box.open<Record<string, unknown>>(row!.secrets),
+        }),
+        schedule: row!.schedule,
+        expectedIntervalMinutes: row!.expected_interval_minutes,
+        alertWebhook: row!.alert_webhook ? imports!.box.open<string>(row!.alert_webhook) : null,
+        maxRejectShare: Number(row!.max_reject_share),
+        streams: Object.fromEntries(
+          streams
+            .filter((s) => s.stream in mappings)
+            .map((s) => [s.stream, { mapping: s.mapping, enabled: s.enabled }]),
+        ),
+      },
+    );
+    if (fields.length === 0) unchanged++;
+    else changes.push({ kind: 'source', key, action: 'update', fields, id });
+  }
+  for (const [key, id] of sources) {
+    if (!config.sources.some((s) => s.key === key)) {
+      changes.push({ kind: 'source', key, action: 'delete', id });
+    }
   }
 
   // Destinations.
@@ -241,6 +341,8 @@ export async function planConfig(ctx: HubContext, config: LoadedConfig): Promise
 export interface ApplyResult extends Plan {
   /** Segments created or whose rules changed: computed after the apply. */
   computed: string[];
+  /** Sources created or changed: the caller may import them now. */
+  imported: string[];
 }
 
 /**
@@ -302,6 +404,20 @@ export async function applyConfig(ctx: HubContext, config: LoadedConfig): Promis
     (c) => c.kind === 'destination' && c.action === 'delete',
   )) {
     await deleteDestination(db, principal, change.id!, { managed: true });
+  }
+
+  for (const change of plan.changes.filter((c) => c.kind === 'source' && c.action === 'delete')) {
+    await deleteSource(db, await importDepsOf(ctx), principal, change.id!, { managed: true });
+  }
+
+  // Sources, then their streams' mappings.
+  const imported: string[] = [];
+  for (const declared of config.sources) {
+    const change = of('source', declared.key);
+    if (!change) continue;
+    const imports = await importDepsOf(ctx);
+    const id = await applySource(db, imports, principal, declared, change);
+    imported.push(id);
   }
 
   // Destinations.
@@ -402,7 +518,56 @@ export async function applyConfig(ctx: HubContext, config: LoadedConfig): Promis
     if (current.autoSync !== spec.autoSync)
       await setAutoSync(db, principal, id, spec.autoSync, { managed: true });
   }
-  return { ...plan, computed };
+  return { ...plan, computed, imported };
+}
+
+/** Create or change one source and set its streams' mappings. */
+async function applySource(
+  db: Db,
+  imports: ImportDeps,
+  principal: Principal,
+  { key, spec }: Declared<SourceSpec>,
+  change: PlannedChange,
+): Promise<string> {
+  const settings = {
+    name: nameOf(key, spec),
+    config: spec.config,
+    schedule: spec.schedule,
+    expectedIntervalMinutes: minutes(spec.expectedInterval),
+    alertWebhookUrl: spec.alertWebhook,
+    maxRejectShare: spec.maxRejectShare ?? 0.1,
+  };
+  const id =
+    change.action === 'create'
+      ? (
+          await createSource(
+            db,
+            imports,
+            principal,
+            { ...settings, connector: spec.connector },
+            { managedBy: key },
+          )
+        ).id
+      : (await updateSource(db, imports, principal, change.id!, settings, { managed: true })).id;
+  for (const [stream, { mapping, enabled }] of Object.entries(spec.streams)) {
+    await setStreamMapping(
+      db,
+      imports,
+      principal,
+      id,
+      stream,
+      { mapping, enabled },
+      { managed: true },
+    );
+  }
+  return id;
+}
+
+/** `90m`, `25h`, `2d` → minutes. */
+function minutes(interval: string | null): number | null {
+  if (interval === null) return null;
+  const n = Number(interval.slice(0, -1));
+  return n * { m: 1, h: 60, d: 1440 }[interval.at(-1) as 'm' | 'h' | 'd'];
 }
 
 /** One line per change, for the CLI and the log. */
@@ -452,7 +617,7 @@ const nameOf = (key: string, spec: { name?: string }) => spec.name ?? key;
 /** A name already taken by an object made through the API is a problem: config never takes one over. */
 async function nameFree(
   db: Db,
-  table: 'destinations' | 'segments',
+  table: 'sources' | 'destinations' | 'segments',
   name: string,
   where: string,
   problems: string[],

@@ -340,3 +340,71 @@ syncs:
     ]);
   });
 });
+
+describe('config as code: sources', () => {
+  it('creates a source with its stream mapping, plans nothing after, and refuses API edits', async () => {
+    const data = mkdtempSync(join(tmpdir(), 'ah-config-csv-'));
+    writeFileSync(join(data, 'people.csv'), 'Email,Country\nann@example.com,France\n');
+    const source = (country: string) => `
+sources:
+  people-file:
+    name: People file
+    connector: csv
+    config: { path: ${join(data, 'people.csv')} }
+    expectedInterval: 25h
+    streams:
+      people:
+        mapping:
+          identities: { email: Email }
+          traits: { ${country}: Country }
+`;
+    write('sources.yaml', source('country'));
+    // The other suites' objects are gone from the folder: this apply deletes them too.
+    const plan = await planConfig(ctx, loadConfigDir(folder, env));
+    expect(plan.changes.filter((c) => c.action !== 'delete')).toEqual([
+      { kind: 'source', key: 'people-file', action: 'create' },
+    ]);
+    const result = await applyConfig(ctx, loadConfigDir(folder, env));
+    expect(result.imported).toHaveLength(1);
+    const [stream] = await rows<{ mapping: { traits: unknown; traitSource: string } }>(
+      ctx.db,
+      sql`select st.mapping from import_streams st join sources s on s.id = st.source_id
+          where s.managed_by = 'people-file' and st.stream = 'people'`,
+    );
+    expect(stream!.mapping).toMatchObject({
+      traits: { country: 'Country' },
+      traitSource: 'People file',
+    });
+    const [row] = await rows<{ expected_interval_minutes: number }>(
+      ctx.db,
+      sql`select expected_interval_minutes from sources where managed_by = 'people-file'`,
+    );
+    expect(row!.expected_interval_minutes).toBe(25 * 60);
+    expect((await planConfig(ctx, loadConfigDir(folder, env))).changes).toEqual([]);
+
+    write('sources.yaml', source('home_country'));
+    const changed = await planConfig(ctx, loadConfigDir(folder, env));
+    expect(changed.changes).toEqual([
+      expect.objectContaining({
+        kind: 'source',
+        key: 'people-file',
+        action: 'update',
+        fields: ['streams'],
+      }),
+    ]);
+    await applyConfig(ctx, loadConfigDir(folder, env));
+    expect((await planConfig(ctx, loadConfigDir(folder, env))).changes).toEqual([]);
+
+    const { token } = await createApiToken(ctx.db, { name: 'admin 3', role: 'admin' });
+    const call = caller(createApp(ctx), token);
+    const id = result.imported[0]!;
+    const edit = await call('PATCH', `/api/sources/${id}`, { body: { schedule: '0 * * * *' } });
+    expect(edit.status).toBe(409);
+    expect(edit.body.managedBy).toBe('people-file');
+
+    rmSync(join(folder, 'sources.yaml'));
+    const gone = await planConfig(ctx, loadConfigDir(folder, env));
+    expect(gone.changes).toEqual([expect.objectContaining({ kind: 'source', action: 'delete' })]);
+    rmSync(data, { recursive: true, force: true });
+  });
+});
