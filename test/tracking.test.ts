@@ -277,6 +277,77 @@ describe(`tracking API (${driver})`, () => {
     expect(await count(db, 'events', sql`name = 'Zipped'`)).toBe(1);
   });
 
+  it('stores every field of an event exactly as sent', async () => {
+    const properties = {
+      text: 'tab\there, "quoted", back\\slash, line\nbreak, ünïcødé, emoji 🎉, nul-free',
+      nested: { list: [1, 2.5, null, true, 'x'], empty: {} },
+      revenue: '12.3456',
+    };
+    const context = { ip: '10.0.0.1', locale: 'de-DE', traits: { plan: 'pro' } };
+    const times = [
+      '1969-07-20T20:17:40.001Z',
+      '2000-02-29T23:59:59.999Z',
+      '9999-12-31T23:59:59.999Z',
+    ];
+    const res = await post('/v1/batch', {
+      batch: times.map((timestamp, i) => ({
+        type: 'track',
+        userId: `exact-${i}`,
+        anonymousId: `device-${i}`,
+        event: i === 0 ? 'Order Completed' : 'Viewed',
+        messageId: `exact-${i}`,
+        timestamp,
+        properties,
+        context,
+      })),
+    });
+    expect(res.status).toBe(200);
+    const stored = await rows<{
+      message_id: string;
+      source: string;
+      type: string;
+      name: string;
+      properties: unknown;
+      context: unknown;
+      revenue: string | null;
+      ts: string;
+      original_ts: string;
+      sent_at: Date | null;
+      received_at: Date;
+      user_id: string;
+      anonymous_id: string;
+      profile_id: string;
+    }>(
+      db,
+      sql`select message_id, source, type, name, properties, context, revenue::text as revenue,
+            to_char("timestamp" at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') as ts,
+            to_char(original_timestamp at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+              as original_ts,
+            sent_at, received_at, user_id, anonymous_id, profile_id
+          from events order by message_id`,
+    );
+    expect(stored).toHaveLength(3);
+    for (const [i, e] of stored.entries()) {
+      const micro = times[i]!.replace('Z', '000Z');
+      expect(e).toMatchObject({
+        message_id: `exact-${i}`,
+        source: 'web',
+        type: 'track',
+        name: i === 0 ? 'Order Completed' : 'Viewed',
+        properties,
+        context,
+        revenue: i === 0 ? '12.3456' : null,
+        ts: micro,
+        original_ts: micro,
+        sent_at: null,
+        user_id: `exact-${i}`,
+        anonymous_id: `device-${i}`,
+        profile_id: await profileOf(db, 'user_id', `exact-${i}`),
+      });
+      expect(Math.abs(new Date(e.received_at).getTime() - Date.now())).toBeLessThan(60_000);
+    }
+  });
+
   it('uses the batch sentAt to correct each message timestamp', async () => {
     const receivedNear = Date.now();
     await post('/v1/batch', {

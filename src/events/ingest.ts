@@ -88,40 +88,45 @@ export async function ingestMessages(
 /** Idempotency is per source: (source, messageId). */
 const messageKey = (m: { source: string; messageId: string }) => `${m.source}\u0000${m.messageId}`;
 
-/** Insert the events, skipping messageIds already stored for their source; the indexes inserted. */
+/**
+ * Insert the events, skipping messageIds already stored for their source; the indexes inserted.
+ *
+ * The rows travel as one JSON array per column, zipped back together by `rows from`: no key
+ * repeated on every row, and times as epoch milliseconds, since serialising a Date (its
+ * `toJSON`) takes V8 off its fast JSON path and costs more than the rest of the row.
+ */
 async function insertEvents(
   tx: Db,
   messages: PreparedMessage[],
   profileIds: string[],
 ): Promise<Set<number>> {
-  const input = messages.map((m, i) => ({
-    profile_id: profileIds[i],
-    source: m.source,
-    message_id: m.messageId,
-    type: m.type,
-    name: m.name,
-    properties: m.properties,
-    context: m.context,
-    revenue: m.revenue,
-    timestamp: m.timestamp,
-    original_timestamp: m.originalTimestamp,
-    sent_at: m.sentAt,
-    received_at: m.receivedAt,
-    user_id: m.userId,
-    anonymous_id: m.anonymousId,
-  }));
+  const column = (value: (m: PreparedMessage, i: number) => unknown) =>
+    sql`json_array_elements_text(${json(messages.map(value))})`;
+  const ms = (d: Date | null) => (d === null ? null : d.getTime());
+  // Whole seconds and milliseconds apart: exact for every date (to_timestamp's float is not).
+  const time = (name: string) =>
+    sql.raw(
+      `timestamptz 'epoch' + (${name}::int8 / 1000) * interval '1 second'` +
+        ` + (${name}::int8 % 1000) * interval '1 millisecond'`,
+    );
   const stored = await rows<{ source: string; message_id: string }>(
     tx,
     sql`insert into events (profile_id, source, message_id, type, name, properties, context,
           revenue, "timestamp", original_timestamp, sent_at, received_at, user_id, anonymous_id)
-        select profile_id, source, message_id, type, name, coalesce(properties, '{}'),
-          coalesce(context, '{}'), revenue, "timestamp", original_timestamp, sent_at,
-          received_at, user_id, anonymous_id
-        from json_to_recordset(${json(input)}) as x(
-          profile_id uuid, source text, message_id text, type text, name text,
-          properties jsonb, context jsonb, revenue numeric, "timestamp" timestamptz,
-          original_timestamp timestamptz, sent_at timestamptz, received_at timestamptz,
-          user_id text, anonymous_id text)
+        select profile_id::uuid, source, message_id, type, name,
+          coalesce(properties::jsonb, '{}'), coalesce(context::jsonb, '{}'), revenue::numeric,
+          ${time('ts')}, ${time('original_ts')}, ${time('sent_ts')}, ${time('received_ts')},
+          user_id, anonymous_id
+        from rows from (
+          ${column((_, i) => profileIds[i])}, ${column((m) => m.source)},
+          ${column((m) => m.messageId)}, ${column((m) => m.type)}, ${column((m) => m.name)},
+          ${column((m) => m.properties)}, ${column((m) => m.context)},
+          ${column((m) => m.revenue)}, ${column((m) => ms(m.timestamp))},
+          ${column((m) => ms(m.originalTimestamp))}, ${column((m) => ms(m.sentAt))},
+          ${column((m) => ms(m.receivedAt))}, ${column((m) => m.userId)},
+          ${column((m) => m.anonymousId)}
+        ) as x(profile_id, source, message_id, type, name, properties, context, revenue, ts,
+          original_ts, sent_ts, received_ts, user_id, anonymous_id)
         on conflict (source, message_id) do nothing
         returning source, message_id`,
   );
