@@ -38,6 +38,8 @@ export interface HubConfig {
   secretKey?: string;
   /** The largest file a source upload may be, in bytes as sent (compressed when gzip). */
   maxUploadBytes: number;
+  /** A config-as-code folder `start` applies before serving (`npm start` gives `config/`). */
+  configDir?: string;
 }
 
 /** GA4's `purchase`/`value` and the Segment e-commerce spec's `Order Completed`/`revenue`. */
@@ -119,6 +121,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): HubConfig {
     rfmSchedule: cron(env, 'AUDIENCEHUB_RFM_SCHEDULE', '15 2 * * *'),
     secretKey: env.AUDIENCEHUB_SECRET_KEY || undefined,
     maxUploadBytes: positiveInteger(env, 'AUDIENCEHUB_MAX_UPLOAD_BYTES', 256 * 1024 * 1024),
+    configDir: env.AUDIENCEHUB_CONFIG_DIR || undefined,
   };
 }
 

@@ -4,6 +4,9 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { createAdaptorServer } from '@hono/node-server';
 import { createApp } from './api/app.ts';
+import { applyConfig, describePlan } from './apply/apply.ts';
+import { ConfigFileError, loadConfigDir } from './apply/load.ts';
+import { enabledStreams } from './imports/store.ts';
 import { bootstrapCredentials, type Bootstrap } from './auth/credentials.ts';
 import type { HubConfig } from './config.ts';
 import type { HubContext } from './context.ts';
@@ -95,6 +98,7 @@ export async function startHub(
       throw error;
     });
     reportCredentials(config, created, log, print);
+    if (config.configDir) await applyAtStart(context, config.configDir, log);
     const url = `http://localhost:${port}`;
     log.info(`listening on ${url}`, { url, data: describeDatabase(config) });
 
@@ -112,6 +116,33 @@ export async function startHub(
     await worker.stop().catch(() => {});
     await database.close().catch(() => {});
     throw error;
+  }
+}
+
+/**
+ * Apply the config-as-code folder, then import the sources it created or changed. A problem in
+ * the files stops the start (listing every one); a service failing while applying is logged and
+ * the hub serves anyway, as the next start or `audiencehub apply` finishes the job.
+ */
+async function applyAtStart(ctx: HubContext, dir: string, log: Logger) {
+  let result;
+  try {
+    result = await applyConfig(ctx, loadConfigDir(dir, process.env));
+  } catch (error) {
+    if (error instanceof ConfigFileError) {
+      throw new StartupError(`config as code in ${dir}: ${error.message}`, { cause: error });
+    }
+    log.error('config as code could not be applied', { dir, error: reason(error) });
+    return;
+  }
+  if (result.changes.length === 0) log.info(`config as code: ${describePlan(result)}`, { dir });
+  else log.info(`config as code applied:\n${describePlan(result)}`, { dir });
+  const request = ctx.jobs?.requestImportRun;
+  if (!request) return;
+  for (const sourceId of result.imported) {
+    for (const stream of await enabledStreams(ctx.db, sourceId)) {
+      await request(sourceId, stream, 'manual');
+    }
   }
 }
 

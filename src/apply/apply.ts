@@ -285,7 +285,7 @@ export async function planConfig(ctx: HubContext, config: LoadedConfig): Promise
     const fields = changed(
       {
         name: nameOf(key, spec),
-        description: spec.description,
+        description: descriptionOf(spec),
         visibility: spec.visibility,
         rules: withSegmentIds(rules, segments),
         schedule: spec.schedule,
@@ -459,7 +459,7 @@ export async function applyConfig(ctx: HubContext, config: LoadedConfig): Promis
         principal,
         {
           name: nameOf(key, spec),
-          description: spec.description,
+          description: descriptionOf(spec),
           type: spec.type,
           visibility: spec.visibility,
           rules,
@@ -478,7 +478,7 @@ export async function applyConfig(ctx: HubContext, config: LoadedConfig): Promis
         change.id!,
         {
           name: nameOf(key, spec),
-          description: spec.description,
+          description: descriptionOf(spec),
           visibility: spec.visibility,
           rules,
           schedule: spec.schedule,
@@ -612,7 +612,13 @@ async function markManaged(
   await db.execute(sql`update ${sql.raw(table)} set managed_by = ${key} where id = ${id}`);
 }
 
-const nameOf = (key: string, spec: { name?: string }) => spec.name ?? key;
+/** The declared name; a template's name for a segment made from one; else the key. */
+const nameOf = (key: string, spec: { name?: string; template?: string }) =>
+  spec.name ?? (spec.template ? findTemplate(spec.template)?.name : undefined) ?? key;
+
+/** A segment's description: the declared one, else its template's. */
+const descriptionOf = (spec: SegmentSpec) =>
+  spec.description || (spec.template ? (findTemplate(spec.template)?.description ?? '') : '');
 
 /** A name already taken by an object made through the API is a problem: config never takes one over. */
 async function nameFree(

@@ -3,7 +3,8 @@
  * any of `sources`, `segments`, `destinations` and `syncs` as maps from a key to a definition.
  * Keys are unique across the folder; they are how `apply` recognises an object it made before.
  *
- * Values may reference the environment as `${NAME}` (`$${` writes a literal `${`); a secret
+ * Values may reference the environment as `${NAME}`, or `${NAME:-default}` for a value used
+ * when the variable is unset or empty (`$${` writes a literal `${`); a secret
  * field of a plugin or connector must be nothing but such a reference, so no credential is ever
  * written in a file.
  *
@@ -133,7 +134,7 @@ export class ConfigFileError extends Error {
   }
 }
 
-const REFERENCE = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
+const REFERENCE = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g;
 /** A value that is one environment reference and nothing else. */
 export const isReference = (value: unknown) =>
   typeof value === 'string' && /^\$\{[A-Za-z_][A-Za-z0-9_]*\}$/.test(value);
@@ -238,15 +239,18 @@ function resolveReferences<T>(
   const walk = (v: unknown, path: string): unknown => {
     if (typeof v === 'string') {
       return v
-        .replace(REFERENCE, (whole, name: string, offset: number, text: string) => {
-          if (offset > 0 && text[offset - 1] === '$') return whole;
-          const found = env[name];
-          if (found === undefined) {
-            problems.push(`${where}${path}: the environment variable ${name} is not set`);
-            return '';
-          }
-          return found;
-        })
+        .replace(
+          REFERENCE,
+          (whole, name: string, fallback: string | undefined, offset: number, text: string) => {
+            if (offset > 0 && text[offset - 1] === '$') return whole;
+            const found = env[name] || fallback;
+            if (found === undefined) {
+              problems.push(`${where}${path}: the environment variable ${name} is not set`);
+              return '';
+            }
+            return found;
+          },
+        )
         .replaceAll('$${', '${');
     }
     if (Array.isArray(v)) return v.map((item, i) => walk(item, `${path}[${i}]`));

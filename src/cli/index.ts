@@ -7,6 +7,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { createApiToken, Role } from '../auth/credentials.ts';
 import { loadConfig, type HubConfig } from '../config.ts';
 import { startWorker } from '../jobs/worker.ts';
+import { applyFolder } from '../apply/cli.ts';
 import { createImportDeps } from '../imports/deps.ts';
 import { runImport, type ImportRun } from '../imports/run.ts';
 import { enabledStreams, findSource } from '../imports/store.ts';
@@ -29,6 +30,8 @@ Commands:
                  with the worker in the same process
                    --no-worker   serve only; a separate "audiencehub worker" does
                                  the background work (PostgreSQL only)
+                   --config PATH apply this config-as-code folder first
+                                 (AUDIENCEHUB_CONFIG_DIR; npm start uses config/)
   worker         Run only the worker: computed traits, segment computation
                  (incremental, scheduled and requested)
   migrate        Apply pending database migrations and exit
@@ -36,6 +39,10 @@ Commands:
                  Import a source (by name or id) now, in the foreground: the
                  one stream, or every enabled stream with a mapping; exits 1
                  when a run fails, saying why
+  apply PATH     Make the hub hold what the config-as-code folder (or file)
+                 PATH declares: print the plan (create, change, delete),
+                 then apply it; exits 1 listing every problem in the files
+                   --plan        print the plan only
   token create   Create an API token and print it once
                    --role admin|marketer|integrator   (default admin)
                    --name NAME                        (default "created with the CLI")
@@ -189,6 +196,25 @@ async function tokenCreate(config: HubConfig, role: Role, name: string): Promise
  * Import a source's streams now, one after the other, printing each run; a failed run makes the
  * command fail. Ctrl-C stops the run in progress (it resumes from its last checkpoint next time).
  */
+/** `apply PATH`: plan and apply config as code, with imports and computations inline. */
+async function applyNow(
+  config: HubConfig,
+  log: Logger,
+  path: string,
+  planOnly: boolean,
+  env: NodeJS.ProcessEnv,
+): Promise<void> {
+  const database = await openHubDatabase(config);
+  try {
+    const sync = await createSyncDeps(config, log);
+    const imports = await createImportDeps(config, log, sync.box);
+    const ctx = { db: database.db, config, log, sync, imports };
+    await applyFolder(ctx, path, { planOnly, env }, (text) => process.stdout.write(text));
+  } finally {
+    await database.close();
+  }
+}
+
 async function importNow(
   config: HubConfig,
   log: Logger,
@@ -270,7 +296,9 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
         const values = flags(
           command,
           rest,
-          command === 'start' ? { 'no-worker': { type: 'boolean' } } : {},
+          command === 'start'
+            ? { 'no-worker': { type: 'boolean' }, config: { type: 'string' } }
+            : {},
         );
         if (values.help) {
           process.stdout.write(USAGE);
@@ -283,7 +311,10 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
             : command === 'worker'
               ? worker
               : migrate;
-        await withConfig(env, run);
+        const configDir = typeof values.config === 'string' ? values.config : undefined;
+        await withConfig(env, (config, log) =>
+          run(configDir ? { ...config, configDir } : config, log),
+        );
         return 0;
       }
       case 'import': {
@@ -306,6 +337,30 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
         if (!source) throw new UsageError('import: name the source to import');
         if (extra.length > 0) throw new UsageError(`import: unexpected "${extra[0]}"`);
         await withConfig(env, (config, log) => importNow(config, log, source, stream));
+        return 0;
+      }
+      case 'apply': {
+        let parsed;
+        try {
+          parsed = parseArgs({
+            args: rest,
+            options: { help: { type: 'boolean', short: 'h' }, plan: { type: 'boolean' } },
+            strict: true,
+            allowPositionals: true,
+          });
+        } catch (error) {
+          throw new UsageError(`apply: ${(error as Error).message}`);
+        }
+        if (parsed.values.help) {
+          process.stdout.write(USAGE);
+          return 0;
+        }
+        const [path, ...extra] = parsed.positionals;
+        if (!path) throw new UsageError('apply: name the config folder, e.g. "apply config"');
+        if (extra.length > 0) throw new UsageError(`apply: unexpected "${extra[0]}"`);
+        await withConfig(env, (config, log) =>
+          applyNow(config, log, path, parsed.values.plan === true, env),
+        );
         return 0;
       }
       case 'token': {

@@ -54,8 +54,13 @@ export interface RunningHub {
 }
 
 /** Start `audiencehub start` and wait for its "listening on" line. */
-export function startCli(env: Env, timeoutMs = 45_000): Promise<RunningHub> {
-  return startLongRunning(['start'], /listening on (http:\/\/localhost:\d+)/, env, timeoutMs);
+export function startCli(env: Env, timeoutMs = 45_000, args: string[] = []): Promise<RunningHub> {
+  return startLongRunning(
+    ['start', ...args],
+    /listening on (http:\/\/localhost:\d+)/,
+    env,
+    timeoutMs,
+  );
 }
 
 /** Start `audiencehub worker` and wait for its "worker started" line. */
