@@ -294,7 +294,8 @@ async function readStream(db: Db, deps: ImportDeps, config: HubConfig, input: Re
     const over = (n: { considered: number; rejected: number }) =>
       n.considered > 0 && n.rejected / n.considered > maxShare;
     const batchOver = fresh.length >= MIN_SAMPLE && over({ considered: fresh.length, rejected });
-    const runOver = (judged.considered >= MIN_SAMPLE || final) && over(judged);
+    // Judged only with rows still to withhold: the failure's point is to write nothing more.
+    const runOver = fresh.length > 0 && (judged.considered >= MIN_SAMPLE || final) && over(judged);
 
     if (rejects.size > 0)
       await storeRejects(db, runId, sourceId, stream.name, [...rejects.values()]);

@@ -173,25 +173,26 @@ describe('an import run', () => {
     expect(rejects).toHaveLength(33);
   });
 
-  it('judges the share over the whole run too, and takes a per-source limit', async () => {
-    // 1 reject in 15 rows: under a 10% limit per batch of 5 rows (below the minimum sample)
-    // but the run as a whole ends over a 5% limit.
-    const data = Array.from({ length: 15 }, (_, i) =>
-      order(i, i === 7 ? { id: '', email: '' } : {}),
+  it('judges the share over the run so far too, and takes a per-source limit', async () => {
+    // Batches of 50 are below the minimum sample, so only the run so far is judged: 6 rejects in
+    // its first 100 rows are over a 5% limit, and under a 10% one.
+    const data = Array.from({ length: 150 }, (_, i) =>
+      order(i, i >= 60 && i < 66 ? { id: '', email: '' } : {}),
     );
-    const strict = await sourceWith(data, customers, { maxRejectShare: 0.05 });
+    const strict = await sourceWith(data, customers, { maxRejectShare: 0.05, checkpointEvery: 10 });
     const run = await runImport(db, deps, config, strict.source.id, strict.stream, 'manual', {
-      batchSize: 5,
+      batchSize: 50,
     });
     expect(run.status).toBe('failed');
     expect(run.error).toMatch(
-      /^1 of 15 rows read \(6.7%\) were rejected, over this source's limit of 5%/,
+      /^6 of 100 rows read \(6%\) were rejected, over this source's limit of 5%; nothing of that batch was imported/,
     );
+    expect(await eventsOf(strict.source.name)).toHaveLength(50);
     const lenient = await sourceWith(data, customers, { maxRejectShare: 0.1 });
     const ok = await runImport(db, deps, config, lenient.source.id, lenient.stream, 'manual', {
-      batchSize: 5,
+      batchSize: 50,
     });
-    expect(ok).toMatchObject({ status: 'succeeded', rowsImported: 14, rowsRejected: 1 });
+    expect(ok).toMatchObject({ status: 'succeeded', rowsImported: 144, rowsRejected: 6 });
   });
 
   it('resumes a stopped run from the last stored checkpoint with no duplicate or missing row', async () => {
