@@ -6,10 +6,10 @@
  * registered.
  *
  * The contract that makes imports resumable: every record a connector yields before a
- * checkpoint is covered by that checkpoint. The hub stores the records and the checkpoint's
- * cursor in one transaction; after a crash it calls `read` again with the last stored cursor,
- * so the connector re-reads at most what followed it, and the records' primary keys make that
- * re-read store nothing twice.
+ * checkpoint is covered by that checkpoint. The hub stores a checkpoint's cursor only once every
+ * record before it is stored; after a crash it calls `read` again with the last stored cursor,
+ * so the connector re-reads at most what followed it, and the records' keys make that re-read
+ * store nothing twice.
  */
 import type { z } from 'zod';
 import type { CheckResult, PluginContext } from './destination.ts';
