@@ -26,7 +26,7 @@ import { ingestMessages } from '../events/ingest.ts';
 import type { PreparedMessage } from '../events/message.ts';
 import { HubError, notFound } from '../errors.ts';
 import { IdentityCache } from '../profiles/identity-cache.ts';
-import { ConfigError } from '../sdk/errors.ts';
+import { ConfigError, TransientError } from '../sdk/errors.ts';
 import type { Cursor, ReadMode, SourceStream } from '../sdk/source.ts';
 import { alertRunFailed, markSucceeded } from './alerts.ts';
 import type { ImportDeps } from './deps.ts';
@@ -66,6 +66,11 @@ export interface RunOptions {
   signal?: AbortSignal;
   /** Rows per batch (default {@link BATCH_SIZE}). */
   batchSize?: number;
+  /**
+   * Throw a TransientError that failed the run (after recording it), for a job queue to try
+   * the run again later; by default a failed run is only returned.
+   */
+  throwTransient?: boolean;
 }
 
 interface Counts {
@@ -152,6 +157,7 @@ export async function runImport(
   const counts: Counts = { read: 0, imported: 0, duplicate: 0, rejected: 0 };
   let secrets: string[] = [];
   const log = deps.log.child({ sourceId, stream: streamName, runId });
+  let retry: TransientError | undefined;
   try {
     const source = await loadSource(db, deps, sourceId);
     secrets = source.secretValues;
@@ -184,6 +190,9 @@ export async function runImport(
     await finishRun(db, runId, 'failed', counts, message);
     log.warn('import run failed', { error: message, ...counts });
     await alertRunFailed(db, deps, { sourceId, stream: streamName, runId, error: message });
+    if (options.throwTransient && error instanceof TransientError && !controller.signal.aborted) {
+      retry = new TransientError(message, { retryAfterMs: error.retryAfterMs });
+    }
   } finally {
     clearInterval(heartbeat);
     options.signal?.removeEventListener('abort', stop);
@@ -192,6 +201,7 @@ export async function runImport(
           where id = ${streamId} and lease_run_id = ${runId}`,
     );
   }
+  if (retry) throw retry;
   return (await getImportRun(db, runId))!;
 }
 

@@ -131,8 +131,8 @@ export async function startWorker(
     name: QUEUES.imports,
     // One run of a stream queued and one running; a request meanwhile joins the queued one.
     policy: 'stately',
-    // A run that fails is recorded as failed, not thrown: retries are for a stream held by
-    // another worker's run.
+    // A run that fails is recorded as failed; the job is retried for a stream held by another
+    // worker's run, and for a service that was down (a TransientError).
     retryLimit: 3,
     retryDelay: 60,
     expireInMinutes: 240,
@@ -195,7 +195,10 @@ export async function startWorker(
           const { sourceId, stream, trigger } = job!.data;
           try {
             const deps = await importDepsOf(importContext);
-            const run = await runImport(db, deps, config, sourceId, stream, trigger);
+            // A service that is down fails the run; the queue tries again a minute later.
+            const run = await runImport(db, deps, config, sourceId, stream, trigger, {
+              throwTransient: true,
+            });
             log.info('import run finished', {
               sourceId,
               stream,

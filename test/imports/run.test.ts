@@ -275,4 +275,26 @@ describe('an import run', () => {
       error: 'interrupted: the process stopped before the run finished',
     });
   });
+
+  it('records a failed run, and throws a transient failure only when asked (for the job queue)', async () => {
+    const { source, stream } = await sourceWith([order(1)], customers);
+    tables.behaviour.failRead = 'the service is down';
+    tables.behaviour.transient = true;
+    try {
+      const failed = await runImport(db, deps, config, source.id, stream, 'manual');
+      expect(failed).toMatchObject({ status: 'failed', error: 'the service is down' });
+      await expect(
+        runImport(db, deps, config, source.id, stream, 'schedule', { throwTransient: true }),
+      ).rejects.toMatchObject({ name: 'TransientError', message: 'the service is down' });
+    } finally {
+      tables.behaviour.failRead = null;
+      tables.behaviour.transient = false;
+    }
+    const runs = await listImportRuns(db, source.id, { limit: 5 });
+    expect(runs.data.map((r) => r.status)).toEqual(['failed', 'failed']);
+    // The stream is free again.
+    expect((await runImport(db, deps, config, source.id, stream, 'manual')).status).toBe(
+      'succeeded',
+    );
+  });
 });

@@ -11,7 +11,14 @@ import type { Principal } from '../../src/auth/credentials.ts';
 import { secretBox } from '../../src/destinations/secrets.ts';
 import type { ImportDeps } from '../../src/imports/deps.ts';
 import { createLogger, type Logger } from '../../src/log.ts';
-import { ConfigError, defineSource, secret, z, type Cursor } from '../../src/sdk/index.ts';
+import {
+  ConfigError,
+  TransientError,
+  defineSource,
+  secret,
+  z,
+  type Cursor,
+} from '../../src/sdk/index.ts';
 import { createConnectorRegistry } from '../../src/sync/registry.ts';
 
 export interface Table {
@@ -32,8 +39,9 @@ export function tableSource(name = 'tables') {
     beforeRecord: null as ((offset: number) => void | Promise<void>) | null,
     /** Every read's starting cursor, in order. */
     reads: [] as (Cursor | null)[],
-    /** When set, reads fail with this ConfigError message. */
+    /** When set, reads fail with this message: a ConfigError, or a TransientError if `transient`. */
     failRead: null as string | null,
+    transient: false,
   };
   const connector = defineSource({
     name,
@@ -61,7 +69,11 @@ export function tableSource(name = 'tables') {
     },
     async *read({ config, stream, cursor }, ctx) {
       behaviour.reads.push(cursor);
-      if (behaviour.failRead) throw new ConfigError(behaviour.failRead);
+      if (behaviour.failRead) {
+        throw behaviour.transient
+          ? new TransientError(behaviour.failRead)
+          : new ConfigError(behaviour.failRead);
+      }
       const table = tables.get(stream.name);
       if (!table) throw new ConfigError(`no table ${stream.name}`);
       let offset = typeof cursor === 'number' ? cursor : 0;
