@@ -150,7 +150,7 @@ describe('an import run', () => {
     expect(await eventsOf(source.name)).toHaveLength(12);
   });
 
-  it('fails when a batch has too many rejects, writing nothing of that batch', async () => {
+  it('fails when the run has too many rejects, writing nothing of the batch that crossed the limit', async () => {
     const data = Array.from({ length: 400 }, (_, i) =>
       order(i, i >= 200 && i % 3 === 0 ? { qty: 'n/a' } : {}),
     );
@@ -158,7 +158,7 @@ describe('an import run', () => {
     const run = await runImport(db, deps, config, source.id, stream, 'manual', { batchSize: 100 });
     expect(run.status).toBe('failed');
     expect(run.error).toMatch(
-      /^33 of 100 rows in a batch \(33%\) were rejected, over this source's limit of 10%; nothing of that batch was imported\. Commonest reasons: qty: … is not a number \(33\)$/,
+      /^33 of 300 rows read \(11%\) were rejected, over this source's limit of 10%; nothing of the last batch was imported\. Commonest reasons: qty: … is not a number \(33\)$/,
     );
     // The two good batches are in; nothing of the third is.
     expect(await eventsOf(source.name)).toHaveLength(200);
@@ -173,9 +173,9 @@ describe('an import run', () => {
     expect(rejects).toHaveLength(33);
   });
 
-  it('judges the share over the run so far too, and takes a per-source limit', async () => {
-    // Batches of 50 are below the minimum sample, so only the run so far is judged: 6 rejects in
-    // its first 100 rows are over a 5% limit, and under a 10% one.
+  it('judges the share over the run so far, from the minimum sample on, with a per-source limit', async () => {
+    // The first batch of 50 is below the minimum sample, so the run is judged from its second:
+    // 6 rejects in its first 100 rows are over a 5% limit, and under a 10% one.
     const data = Array.from({ length: 150 }, (_, i) =>
       order(i, i >= 60 && i < 66 ? { id: '', email: '' } : {}),
     );
@@ -185,7 +185,7 @@ describe('an import run', () => {
     });
     expect(run.status).toBe('failed');
     expect(run.error).toMatch(
-      /^6 of 100 rows read \(6%\) were rejected, over this source's limit of 5%; nothing of that batch was imported/,
+      /^6 of 100 rows read \(6%\) were rejected, over this source's limit of 5%; nothing of the last batch was imported/,
     );
     expect(await eventsOf(strict.source.name)).toHaveLength(50);
     const lenient = await sourceWith(data, customers, { maxRejectShare: 0.1 });
