@@ -205,6 +205,11 @@ export async function startWorker(
               runId: run.id,
               status: run.status,
             });
+            // New purchases move RFM scores: recompute them (once for runs ending together)
+            // when a segment uses them, rather than wait for the daily schedule.
+            if (run.rowsImported > 0 && (await usesRfm(db))) {
+              await boss.send(QUEUES.rfm, {}, { startAfter: RFM_AFTER_IMPORT_SECONDS });
+            }
           } catch (error) {
             // Deleted or unmapped since it was queued: nothing to do. Running elsewhere: retried.
             const status = (error as { status?: number; code?: string }).status;
@@ -294,14 +299,21 @@ export async function refreshRfmScores(
   now = new Date(),
 ): Promise<{ scored: number; segments: number }> {
   const scored = await computeRfm(db, { asOf: now });
-  const dependent = await rows<{ id: string }>(
-    db,
-    sql`select id from segments
-        where type = 'dynamic' and rules is not null and rules::text ~ '"rfm_(recency|frequency|monetary)"'`,
-  );
+  const dependent = await rows<{ id: string }>(db, RFM_SEGMENTS);
   for (const s of dependent) await jobs.requestComputation(s.id, 'schedule');
   return { scored, segments: dependent.length };
 }
+
+/** Dynamic segments whose rules use RFM scores. */
+const RFM_SEGMENTS = sql`select id from segments
+  where type = 'dynamic' and rules is not null
+    and rules::text ~ '"rfm_(recency|frequency|monetary)"'`;
+
+const usesRfm = async (db: Db) =>
+  (await rows<{ id: string }>(db, sql`${RFM_SEGMENTS} limit 1`)).length > 0;
+
+/** How long after an import the RFM scores are recomputed, so that imports ending together share it. */
+const RFM_AFTER_IMPORT_SECONDS = 10;
 
 /** Queue a run of every auto-sync sending one of `segmentIds` (debounced by the queue). */
 export async function queueAutoSyncs(

@@ -99,6 +99,16 @@ describe(`the first run (${driver})`, () => {
     expect(settled.lines).toBe(settled.size);
     expect(settled.size).toBeGreaterThan(0);
     expect(settled.size).toBeLessThanOrEqual(customers);
+    // RFM scores are computed after the import brought purchases, and the RFM segments follow.
+    const champions = await until(
+      async () =>
+        ((await get('/api/segments?limit=100')).data as { name: string; size: number }[]).find(
+          (s) => s.name === 'RFM: Champions',
+        )?.size ?? 0,
+      (size) => size > 0,
+      60_000,
+    );
+    expect(champions).toBeGreaterThan(0);
     const profiles = (await get('/api/profiles?limit=100&kind=customer')).data as unknown[];
     expect(profiles.length).toBe(100);
   }, 150_000);
