@@ -60,7 +60,7 @@ export async function ingestMessages(
     await holdIngestHorizon(tx);
     await checkLive(
       tx,
-      [...touched].filter((id) => !changing.has(id)),
+      [...touched].filter((id) => !changing.has(id) && !resolution.created.has(id)),
     );
     const inserted = await insertEvents(tx, unique, profileIds);
     if (resolution.customers.size > 0) await markCustomers(tx, [...resolution.customers]);
