@@ -116,43 +116,53 @@ export async function foldNewEvents(
             where ${window} and p.id = e.profile_id and p.merged_into is not null`,
       );
     }
-    const [{ n } = { n: 0 }] = await rows<{ n: number }>(
+    // The window is read once, into a materialized CTE that both aggregates scan: filtering
+    // events on type directly would let the planner read the type index over the whole table.
+    const [result] = await rows<{ events: number; ids: string[] | null }>(
       tx,
-      sql`select count(*)::int as n from events e where ${window}`,
-    );
-    const changed = await rows<{ id: string }>(
-      tx,
-      sql`with counts as (
+      sql`with w as materialized (
+            select profile_id, type, name, "timestamp", revenue from events e where ${window}
+          ),
+          counts as (
             ${addEventCounts(
               sql`select profile_id, case when type = 'track' then name else type end,
                     count(*), min("timestamp"), max("timestamp")
-                  from events e where ${window} and type in ${ACTIVITY}
+                  from w where type in ${ACTIVITY}
                   group by 1, 2`,
             )}
+          ),
+          changed as (
+            update profiles p set
+              event_count = p.event_count + d.activity,
+              first_seen_at = least(p.first_seen_at, d.first),
+              last_seen_at = greatest(p.last_seen_at, d.last),
+              purchase_count = p.purchase_count + d.purchases,
+              total_spent = p.total_spent + d.spent,
+              last_purchase_at = greatest(p.last_purchase_at, d.last_purchase),
+              updated_at = now()
+            from (
+              select profile_id, count(*) filter (where type in ${ACTIVITY}) as activity,
+                min("timestamp") as first, max("timestamp") as last,
+                count(revenue) as purchases, coalesce(sum(revenue), 0) as spent,
+                max("timestamp") filter (where revenue is not null) as last_purchase
+              from w
+              group by profile_id
+            ) as d
+            where p.id = d.profile_id and p.merged_into is null
+            returning p.id
           )
-          update profiles p set
-            event_count = p.event_count + d.activity,
-            first_seen_at = least(p.first_seen_at, d.first),
-            last_seen_at = greatest(p.last_seen_at, d.last),
-            purchase_count = p.purchase_count + d.purchases,
-            total_spent = p.total_spent + d.spent,
-            last_purchase_at = greatest(p.last_purchase_at, d.last_purchase),
-            updated_at = now()
-          from (
-            select profile_id, count(*) filter (where type in ${ACTIVITY}) as activity,
-              min("timestamp") as first, max("timestamp") as last,
-              count(revenue) as purchases, coalesce(sum(revenue), 0) as spent,
-              max("timestamp") filter (where revenue is not null) as last_purchase
-            from events e where ${window}
-            group by profile_id
-          ) as d
-          where p.id = d.profile_id and p.merged_into is null
-          returning p.id`,
+          select (select count(*)::int from w) as events,
+            (select array_agg(id::text) from changed) as ids`,
     );
     await tx.execute(
       sql`update event_cursors set position = ${to}, updated_at = now() where name = ${CURSOR}`,
     );
-    return { events: n, profileIds: changed.map((r) => r.id), position: to, more: to < horizon };
+    return {
+      events: result!.events,
+      profileIds: result!.ids ?? [],
+      position: to,
+      more: to < horizon,
+    };
   });
 }
 
