@@ -14,8 +14,15 @@ import { uuidv7 } from '../ids.ts';
 import type { Logger } from '../log.ts';
 import { secretKeys, type DestinationField, type DestinationPlugin } from '../sdk/destination.ts';
 import { ConfigError, TransientError, VendorError } from '../sdk/errors.ts';
-import { pluginContext, redact as redactSecrets, secretStrings } from '../sync/engine.ts';
+import { pluginContext } from '../sync/engine.ts';
 import type { PluginRegistry } from '../sync/registry.ts';
+import {
+  openConfig,
+  parseConfig,
+  redactSecrets,
+  secretValues,
+  splitSecrets,
+} from './sealed-config.ts';
 import type { SecretBox } from './secrets.ts';
 
 export const CreateDestination = z
@@ -104,15 +111,7 @@ async function validate(
   plugin: DestinationPlugin,
   config: Record<string, unknown>,
 ): Promise<Record<string, unknown>> {
-  const parsed = plugin.config.safeParse(config);
-  if (!parsed.success) {
-    const errors = parsed.error.issues.map((i) => ({
-      field: ['config', ...i.path.map(String)].join('.'),
-      message: i.message,
-    }));
-    throw badRequest(`The configuration does not fit the ${plugin.title} plugin.`, errors);
-  }
-  const valid = parsed.data as Record<string, unknown>;
+  const valid = parseConfig(plugin.config, `the ${plugin.title} plugin`, config);
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(), 30_000);
   let outcome;
@@ -153,17 +152,6 @@ function redact(message: string, config: Record<string, unknown>, plugin: Destin
     .reduce((text, s) => text.split(s).join('********'), message);
 }
 
-function split(plugin: DestinationPlugin, config: Record<string, unknown>) {
-  const secret = new Set(secretKeys(plugin.config));
-  const open: Record<string, unknown> = {};
-  const sealed: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(config)) {
-    if (v === undefined) continue;
-    (secret.has(k) ? sealed : open)[k] = v;
-  }
-  return { open, sealed };
-}
-
 /**
  * Create a destination after its plugin's check passed.
  *
@@ -178,7 +166,7 @@ export async function createDestination(
 ): Promise<Destination> {
   const plugin = pluginOf(deps.registry, input.plugin);
   const valid = await validate(deps, plugin, input.config);
-  const { open, sealed } = split(plugin, valid);
+  const { open, sealed } = splitSecrets(plugin.config, valid);
   const id = uuidv7();
   try {
     const [row] = await rows<Row>(
@@ -229,13 +217,9 @@ export async function updateDestination(
   let config = row.config;
   let secrets = row.secrets;
   if (input.config) {
-    const merged = {
-      ...row.config,
-      ...deps.box.open<Record<string, unknown>>(row.secrets),
-      ...input.config,
-    };
+    const merged = { ...openConfig(deps.box, row.config, row.secrets).config, ...input.config };
     const valid = await validate(deps, plugin, merged);
-    const parts = split(plugin, valid);
+    const parts = splitSecrets(plugin.config, valid);
     config = parts.open;
     secrets = deps.box.seal(parts.sealed);
   }
@@ -313,8 +297,8 @@ export async function destinationFields(
   if (!plugin) {
     throw misconfigured(`The destination's plugin "${row.plugin}" is not installed.`);
   }
-  const secrets = deps.box.open<Record<string, unknown>>(row.secrets);
-  const parsed = plugin.config.safeParse({ ...row.config, ...secrets });
+  const { config, secrets } = openConfig(deps.box, row.config, row.secrets);
+  const parsed = plugin.config.safeParse(config);
   if (!parsed.success) {
     // Paths and messages only: an issue may quote the value it refused.
     const paths = parsed.error.issues.map((i) => i.path.join('.') || '(config)');
@@ -322,7 +306,7 @@ export async function destinationFields(
       `The destination's stored configuration no longer fits the ${plugin.title} plugin (${paths.join(', ')}): change it.`,
     );
   }
-  const hidden = secretStrings(secrets);
+  const hidden = secretValues(secrets);
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(), 30_000);
   try {

@@ -33,7 +33,7 @@ import type { Cursor, ReadMode, SourceStream } from '../sdk/source.ts';
 import { alertRunFailed, markSucceeded } from './alerts.ts';
 import type { ImportDeps } from './deps.ts';
 import { compileMapping, recordKeyOf, rowDigest, StreamMapping } from './mapping.ts';
-import { redactSecrets } from './sealed-config.ts';
+import { redactSecrets } from '../destinations/sealed-config.ts';
 import { connectorContext, loadSource, type LoadedSource } from './store.ts';
 
 export type ImportTrigger = 'manual' | 'schedule' | 'cli';

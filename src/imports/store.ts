@@ -14,6 +14,14 @@ import { sql } from 'drizzle-orm';
 import { refuseManaged, type ManagedWrite } from '../apply/managed.ts';
 import type { Principal } from '../auth/credentials.ts';
 import { recordAudit } from '../audit.ts';
+import {
+  openConfig,
+  parseConfig,
+  parseStoredConfig,
+  redactSecrets,
+  secretValues,
+  splitSecrets,
+} from '../destinations/sealed-config.ts';
 import { rows, type Db } from '../db/index.ts';
 import { badRequest, HubError, notFound, type FieldError } from '../errors.ts';
 import { uuidv7 } from '../ids.ts';
@@ -26,7 +34,6 @@ import { secretKeys } from '../sdk/destination.ts';
 import { nextScheduledRun } from '../segments/store.ts';
 import type { ImportDeps } from './deps.ts';
 import { StreamMapping, unknownFields } from './mapping.ts';
-import { parseConfig, redactSecrets, secretValues, splitSecrets } from './sealed-config.ts';
 
 const Schedule = z
   .string()
@@ -381,11 +388,7 @@ export async function updateSource(
   let config = row.config;
   let secrets = row.secrets;
   if (data.config) {
-    const merged: Record<string, unknown> = {
-      ...row.config,
-      ...deps.box.open<Record<string, unknown>>(row.secrets),
-      ...data.config,
-    };
+    const merged = { ...openConfig(deps.box, row.config, row.secrets).config, ...data.config };
     const uploads = readsUploads(connector, merged);
     const folder = uploadFolder(deps, id);
     const valid = await checked(
@@ -508,18 +511,14 @@ export async function loadSource(db: Db, deps: ImportDeps, id: string): Promise<
   if (!connector) {
     throw new ConfigError(`The source's connector "${row.connector}" is not installed.`);
   }
-  const secrets = deps.box.open<Record<string, unknown>>(row.secrets);
-  const full: Record<string, unknown> = { ...row.config, ...secrets };
+  const { config: full, secrets } = openConfig(deps.box, row.config, row.secrets);
   if (readsUploads(connector, row.config)) full.path = uploadFolder(deps, id);
-  const parsed = connector.config.safeParse(full);
-  if (!parsed.success) {
-    throw new ConfigError(
-      `The source's configuration no longer fits the ${connector.title} connector: ${parsed.error.issues
-        .map((i) => `${i.path.join('.') || '(config)'}: ${i.message}`)
-        .join('; ')}`,
-    );
-  }
-  return { row, connector, config: parsed.data, secretValues: secretValues(secrets) };
+  const config = parseStoredConfig(
+    connector.config,
+    full,
+    `The source's configuration no longer fits the ${connector.title} connector`,
+  );
+  return { row, connector, config, secretValues: secretValues(secrets) };
 }
 
 /** A stream as the API shows it: what the connector reports, and how this hub imports it. */

@@ -20,6 +20,12 @@
 import PQueue from 'p-queue';
 import { sql, type SQL } from 'drizzle-orm';
 import { json, rows, type Db } from '../db/index.ts';
+import {
+  openConfig,
+  parseStoredConfig,
+  redactSecrets,
+  secretValues,
+} from '../destinations/sealed-config.ts';
 import type { SecretBox } from '../destinations/secrets.ts';
 import { HubError, notFound } from '../errors.ts';
 import type { Logger } from '../log.ts';
@@ -103,15 +109,7 @@ export async function loadSync(db: Db, deps: SyncDeps, syncId: string): Promise<
   if (!plugin) {
     throw new ConfigError(`The destination's plugin "${row.plugin}" is not installed.`);
   }
-  const secrets = deps.box.open<Record<string, unknown>>(row.secrets);
-  const parsed = plugin.config.safeParse({ ...row.config, ...secrets });
-  if (!parsed.success) {
-    throw new ConfigError(
-      `The destination's configuration no longer fits the ${plugin.title} plugin: ${parsed.error.issues
-        .map((i) => `${i.path.join('.') || '(config)'}: ${i.message}`)
-        .join('; ')}`,
-    );
-  }
+  const { config, secrets } = openConfig(deps.box, row.config, row.secrets);
   return {
     id: row.id,
     segmentId: row.segment_id,
@@ -119,26 +117,14 @@ export async function loadSync(db: Db, deps: SyncDeps, syncId: string): Promise<
     mode: row.mode,
     mapping: row.mapping,
     plugin,
-    config: parsed.data,
-    secretValues: secretStrings(secrets),
+    config: parseStoredConfig(
+      plugin.config,
+      config,
+      `The destination's configuration no longer fits the ${plugin.title} plugin`,
+    ),
+    secretValues: secretValues(secrets),
   };
 }
-
-/** Every string inside a destination's secret fields (records of headers included). */
-export function secretStrings(secrets: Record<string, unknown>): string[] {
-  return (JSON.stringify(secrets).match(/"(?:[^"\\]|\\.)*"/g) ?? [])
-    .map((quoted) => JSON.parse(quoted) as string)
-    .filter((v) => v.length >= 4 && !Object.hasOwn(secrets, v));
-}
-
-/**
- * Blank every secret value out of a message before it is stored, logged or answered.
- *
- * @example
- * redact('key sk-live-9f8e7d was revoked', ['sk-live-9f8e7d']); // 'key ******** was revoked'
- */
-export const redact = (message: string, secrets: string[]) =>
-  secrets.reduce((text, s) => text.split(s).join('********'), message).slice(0, 1000);
 
 /** The plugin call context for one run. */
 export function pluginContext(log: Logger, signal: AbortSignal): PluginContext {
@@ -477,7 +463,7 @@ export async function runSync(
     const status = counts.rejected + counts.left > 0 ? 'partial' : 'succeeded';
     await finishRun(db, runId, status, counts, null);
   } catch (error) {
-    const message = redact(error instanceof Error ? error.message : String(error), secrets);
+    const message = redactSecrets(error instanceof Error ? error.message : String(error), secrets);
     await finishRun(db, runId, 'failed', counts, message);
     deps.log.warn('sync run failed', { syncId, runId, error: message });
   } finally {
