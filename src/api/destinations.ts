@@ -13,6 +13,7 @@ import {
 import { HubError } from '../errors.ts';
 import { secretKeys, type DestinationPlugin } from '../sdk/destination.ts';
 import type { SyncDeps } from '../sync/engine.ts';
+import { configJsonSchema, jsonResponse as json } from './config-schema.ts';
 import { bearerSecurity, requireRole, rolesNote, type ApiEnv } from './auth.ts';
 import { IdParam } from './params.ts';
 import { inBody, problemResponses, validationHook } from './problem.ts';
@@ -92,10 +93,6 @@ const tags = ['Destinations'];
 const READ = ['admin', 'marketer'] as const;
 const reader = { tags, security: bearerSecurity, middleware: requireRole(...READ) };
 const admin = { tags, security: bearerSecurity, middleware: requireRole('admin') };
-const json = <T extends z.ZodType>(schema: T, description: string) => ({
-  description,
-  content: { 'application/json': { schema } },
-});
 
 const plugins = createRoute({
   ...reader,
@@ -204,26 +201,11 @@ export function syncDepsOf(ctx: HubContext): SyncDeps {
 
 /** A plugin as the API describes it: its config as JSON Schema, secret fields write-only. */
 function describePlugin(plugin: DestinationPlugin): DestinationPluginInfo {
-  const schema = z.toJSONSchema(plugin.config, {
-    io: 'input',
-    unrepresentable: 'any',
-    override: ({ jsonSchema }) => {
-      const node = jsonSchema as Record<string, unknown>;
-      // secret() marks a field with this metadata key (src/sdk/destination.ts).
-      if (node['audiencehub.secret'] === true) {
-        delete node['audiencehub.secret'];
-        node.writeOnly = true;
-        // `format` only speaks of strings; a secret map (of headers, say) is write-only only.
-        if (node.type === 'string') node.format = 'password';
-      }
-    },
-  }) as Record<string, unknown>;
-  delete schema.$schema;
   return {
     name: plugin.name,
     title: plugin.title,
     description: plugin.description ?? null,
-    config: schema,
+    config: configJsonSchema(plugin.config),
     secrets: secretKeys(plugin.config),
     limits: { ...plugin.limits },
   };

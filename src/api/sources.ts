@@ -33,6 +33,7 @@ import {
   uploadFolder,
 } from '../imports/store.ts';
 import type { SourceConnector } from '../sdk/source.ts';
+import { configJsonSchema, jsonResponse as json } from './config-schema.ts';
 import { bearerSecurity, requireRole, rolesNote, type ApiEnv } from './auth.ts';
 import { IdParam, Limit, cursorOf, pageOf, toPage } from './params.ts';
 import { inBody, problemResponses, redact, validationHook } from './problem.ts';
@@ -156,10 +157,6 @@ const OPERATE = ['admin', 'integrator'] as const;
 const reader = { tags, security: bearerSecurity, middleware: requireRole(...ANY) };
 const admin = { tags, security: bearerSecurity, middleware: requireRole('admin') };
 const operator = { tags, security: bearerSecurity, middleware: requireRole(...OPERATE) };
-const json = <T extends z.ZodType>(schema: T, description: string) => ({
-  description,
-  content: { 'application/json': { schema } },
-});
 const StreamParams = z.object({
   id: IdParam.shape.id,
   stream: z
@@ -384,25 +381,11 @@ const upload = createRoute({
 
 /** A connector as the API describes it: its config as JSON Schema, secret fields write-only. */
 function describeConnector(connector: SourceConnector) {
-  const schema = z.toJSONSchema(connector.config, {
-    io: 'input',
-    unrepresentable: 'any',
-    override: ({ jsonSchema }) => {
-      const node = jsonSchema as Record<string, unknown>;
-      // secret() marks a field with this metadata key (src/sdk/destination.ts).
-      if (node['audiencehub.secret'] === true) {
-        delete node['audiencehub.secret'];
-        node.writeOnly = true;
-        if (node.type === 'string') node.format = 'password';
-      }
-    },
-  }) as Record<string, unknown>;
-  delete schema.$schema;
   return {
     name: connector.name,
     title: connector.title,
     description: connector.description ?? null,
-    config: schema,
+    config: configJsonSchema(connector.config),
     secrets: connectorSecrets(connector),
     uploads: connector.uploads === true,
     limits: { ...connector.limits },
