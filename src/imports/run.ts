@@ -24,6 +24,7 @@
 import { sql } from 'drizzle-orm';
 import type { HubConfig } from '../config.ts';
 import { json, rows, type Db } from '../db/index.ts';
+import { keepLease, takeLease, type LeaseKind } from '../db/lease.ts';
 import { ingestMessages } from '../events/ingest.ts';
 import type { PreparedMessage } from '../events/message.ts';
 import { HubError, notFound } from '../errors.ts';
@@ -59,8 +60,12 @@ export interface ImportRun {
 export const BATCH_SIZE = 2000;
 /** Rows a reject share is judged on at least (see the module's comment). */
 export const MIN_SAMPLE = 100;
-/** How long a run holds its stream before another worker may take over; renewed while it runs. */
-const LEASE_SECONDS = 120;
+/** One run per stream: a lease on the stream's row (src/db/lease.ts). */
+const STREAM_LEASE: LeaseKind = {
+  table: 'import_streams',
+  runs: 'import_runs',
+  interrupted: 'interrupted: the process stopped before the run finished',
+};
 /** A checkpoint is stored at the latest this long after it was read, even while a batch fills. */
 const CHECKPOINT_EVERY_MS = 10_000;
 
@@ -136,7 +141,7 @@ export async function runImport(
         returning id`,
   );
   const runId = Number(started!.id);
-  const holder = await takeLease(db, streamId, runId);
+  const holder = await takeLease(db, STREAM_LEASE, streamId, runId);
   if (holder !== runId) {
     await db.execute(sql`delete from import_runs where id = ${runId}`);
     throw new HubError(
@@ -151,11 +156,7 @@ export async function runImport(
   const controller = new AbortController();
   const stop = () => controller.abort();
   options.signal?.addEventListener('abort', stop, { once: true });
-  const heartbeat = setInterval(
-    () => void takeLease(db, streamId, runId).catch(() => {}),
-    (LEASE_SECONDS * 1000) / 4,
-  );
-  heartbeat.unref();
+  const releaseLease = keepLease(db, STREAM_LEASE, streamId, runId);
   const counts: Counts = { read: 0, imported: 0, duplicate: 0, rejected: 0 };
   let secrets: string[] = [];
   const log = deps.log.child({ sourceId, stream: streamName, runId });
@@ -196,12 +197,8 @@ export async function runImport(
       retry = new TransientError(message, { retryAfterMs: error.retryAfterMs });
     }
   } finally {
-    clearInterval(heartbeat);
     options.signal?.removeEventListener('abort', stop);
-    await db.execute(
-      sql`update import_streams set lease_run_id = null, lease_until = null
-          where id = ${streamId} and lease_run_id = ${runId}`,
-    );
+    await releaseLease();
   }
   if (retry) throw retry;
   return (await getImportRun(db, runId))!;
@@ -487,35 +484,6 @@ async function finishRun(
           rows_rejected = ${c.rejected}, error = ${error}
         where id = ${runId}`,
   );
-}
-
-/**
- * Take (or renew) the stream's lease for `runId`; returns the run holding it afterwards. A lease
- * that ran out belonged to a run whose worker died: that run is marked failed.
- */
-async function takeLease(db: Db, streamId: number, runId: number): Promise<number> {
-  return db.transaction(async (tx) => {
-    const [current] = await rows<{ lease_run_id: string | number | null; expired: boolean }>(
-      tx,
-      sql`select lease_run_id, coalesce(lease_until < now(), true) as expired
-          from import_streams where id = ${streamId} for update`,
-    );
-    const holder = current?.lease_run_id == null ? null : Number(current.lease_run_id);
-    if (holder !== null && holder !== runId && !current!.expired) return holder;
-    if (holder !== null && holder !== runId) {
-      await tx.execute(
-        sql`update import_runs set status = 'failed', finished_at = now(),
-              error = 'interrupted: the process stopped before the run finished'
-            where id = ${holder} and status = 'running'`,
-      );
-    }
-    await tx.execute(
-      sql`update import_streams set lease_run_id = ${runId},
-            lease_until = now() + make_interval(secs => ${LEASE_SECONDS})
-          where id = ${streamId}`,
-    );
-    return runId;
-  });
 }
 
 const percent = (share: number) => `${Math.round(share * 1000) / 10}%`;

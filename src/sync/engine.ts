@@ -20,6 +20,7 @@
 import PQueue from 'p-queue';
 import { sql, type SQL } from 'drizzle-orm';
 import { json, rows, type Db } from '../db/index.ts';
+import { keepLease, takeLease, type LeaseKind } from '../db/lease.ts';
 import {
   openConfig,
   parseStoredConfig,
@@ -78,8 +79,12 @@ interface LoadedSync {
   secretValues: string[];
 }
 
-/** How long a run holds its sync before another worker may take over, renewed while it runs. */
-const LEASE_SECONDS = 120;
+/** One run per sync: a lease on the sync's row (src/db/lease.ts). */
+const SYNC_LEASE: LeaseKind = {
+  table: 'syncs',
+  runs: 'sync_runs',
+  interrupted: 'interrupted: the worker stopped before the run finished',
+};
 /** Rows read from the database at a time. */
 const PAGE = 5000;
 /** Ledger writes in flight at once per run. */
@@ -386,7 +391,7 @@ export async function runSync(
   );
   if (!started) throw notFound('Sync', syncId);
   const runId = Number(started.id);
-  const holder = await takeLease(db, syncId, runId);
+  const holder = await takeLease(db, SYNC_LEASE, syncId, runId);
   if (holder !== runId) {
     await db.execute(sql`delete from sync_runs where id = ${runId}`);
     throw new HubError(
@@ -401,13 +406,7 @@ export async function runSync(
   const controller = new AbortController();
   const stop = () => controller.abort();
   options.signal?.addEventListener('abort', stop, { once: true });
-  const heartbeat = setInterval(
-    () => {
-      void takeLease(db, syncId, runId).catch(() => {});
-    },
-    (LEASE_SECONDS * 1000) / 4,
-  );
-  heartbeat.unref();
+  const releaseLease = keepLease(db, SYNC_LEASE, syncId, runId);
   const counts: RunCounts = { added: 0, updated: 0, removed: 0, rejected: 0, retried: 0, left: 0 };
   let secrets: string[] = [];
   try {
@@ -467,43 +466,10 @@ export async function runSync(
     await finishRun(db, runId, 'failed', counts, message);
     deps.log.warn('sync run failed', { syncId, runId, error: message });
   } finally {
-    clearInterval(heartbeat);
     options.signal?.removeEventListener('abort', stop);
-    await db.execute(
-      sql`update syncs set lease_run_id = null, lease_until = null
-          where id = ${syncId} and lease_run_id = ${runId}`,
-    );
+    await releaseLease();
   }
   return (await getSyncRun(db, runId))!;
-}
-
-/**
- * Take (or renew) the sync's lease for `runId`; returns the run holding it afterwards. A lease
- * that ran out belonged to a run whose worker died: that run is marked failed.
- */
-async function takeLease(db: Db, syncId: string, runId: number): Promise<number> {
-  return db.transaction(async (tx) => {
-    const [current] = await rows<{ lease_run_id: string | number | null; expired: boolean }>(
-      tx,
-      sql`select lease_run_id, coalesce(lease_until < now(), true) as expired
-          from syncs where id = ${syncId} for update`,
-    );
-    const holder = current?.lease_run_id === null ? null : Number(current?.lease_run_id);
-    if (holder !== null && holder !== runId && !current!.expired) return holder;
-    if (holder !== null && holder !== runId) {
-      await tx.execute(
-        sql`update sync_runs set status = 'failed', finished_at = now(),
-              error = 'interrupted: the worker stopped before the run finished'
-            where id = ${holder} and status = 'running'`,
-      );
-    }
-    await tx.execute(
-      sql`update syncs set lease_run_id = ${runId},
-            lease_until = now() + make_interval(secs => ${LEASE_SECONDS})
-          where id = ${syncId}`,
-    );
-    return runId;
-  });
 }
 
 function queueFor(deps: SyncDeps, sync: LoadedSync): PQueue {
