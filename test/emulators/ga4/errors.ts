@@ -5,54 +5,12 @@
  * the emulator's own, marked so in README.md.
  */
 
-export type GoogleStatus =
-  | 'INVALID_ARGUMENT'
-  | 'UNAUTHENTICATED'
-  | 'PERMISSION_DENIED'
-  | 'NOT_FOUND'
-  | 'RESOURCE_EXHAUSTED'
-  | 'INTERNAL'
-  | 'UNIMPLEMENTED'
-  | 'UNAVAILABLE';
+import { GoogleApiError } from '../google-errors.ts';
 
-const CODES: Record<GoogleStatus, number> = {
-  INVALID_ARGUMENT: 400,
-  UNAUTHENTICATED: 401,
-  PERMISSION_DENIED: 403,
-  NOT_FOUND: 404,
-  RESOURCE_EXHAUSTED: 429,
-  INTERNAL: 500,
-  UNIMPLEMENTED: 501,
-  UNAVAILABLE: 503,
-};
+export { htmlErrorPage } from '../google-errors.ts';
 
-export interface GoogleErrorBody {
-  error: { code: number; message: string; status: string; details?: unknown[] };
-}
-
-/** A failed call, rendered by the server as Google's JSON error. */
-export class Ga4ApiError extends Error {
-  readonly code: number;
-  constructor(
-    readonly status: GoogleStatus,
-    message: string,
-    readonly details?: unknown[],
-    readonly headers?: Record<string, string>,
-  ) {
-    super(message);
-    this.code = CODES[status];
-  }
-
-  body(): GoogleErrorBody {
-    const error: GoogleErrorBody['error'] = {
-      code: this.code,
-      message: this.message,
-      status: this.status,
-    };
-    if (this.details) error.details = this.details;
-    return { error };
-  }
-}
+/** A failed call of the Data API, rendered by the server as Google's JSON error. */
+export class Ga4ApiError extends GoogleApiError {}
 
 const SCHEMA_URL = 'https://developers.google.com/analytics/devguides/reporting/data/v1/api-schema';
 const PROPERTY_ID_URL =
@@ -152,16 +110,4 @@ export function quotaExhausted(quota: QuotaName, retryAfterSeconds?: number): Ga
     undefined,
     retryAfterSeconds === undefined ? undefined : { 'retry-after': String(retryAfterSeconds) },
   );
-}
-
-/** What Google's front end answers for a path no API serves, and for a 502: HTML, not JSON. */
-export function htmlErrorPage(status: 404 | 502): string {
-  const [title, text] =
-    status === 404
-      ? ['Not Found', 'The requested URL was not found on this server.']
-      : [
-          'Server Error',
-          'The server encountered a temporary error and could not complete your request.<p>Please try again in 30 seconds.',
-        ];
-  return `<!DOCTYPE html>\n<html lang=en>\n  <meta charset=utf-8>\n  <title>Error ${status} (${title})!!1</title>\n  <p><b>${status}.</b> <ins>That’s an error.</ins>\n  <p>${text}  <ins>That’s all we know.</ins>\n`;
 }
