@@ -8,6 +8,7 @@ import {
   holdIngestHorizon,
   type FoldResult,
 } from '../src/profiles/fold.ts';
+import { mergeProfiles } from '../src/profiles/resolve.ts';
 import { driver, testDatabase } from './support/db.ts';
 import { count, profileOf, send } from './support/ingest.ts';
 
@@ -96,6 +97,63 @@ describe(`the computed-traits fold (${driver})`, () => {
     expect(await count(db, 'events', sql`profile_id = ${loser}`)).toBe(0);
     expect(await totals(survivor)).toMatchObject({ event_count: 3 });
     expect(await totals(loser)).toMatchObject({ event_count: 0 });
+  });
+
+  it('counts on the survivor the events of a profile merged while the fold is counting', async () => {
+    await send(db, config, [{ type: 'track', userId: 'stay', event: 'x' }]);
+    await send(db, config, [{ type: 'track', anonymousId: 'merged', event: 'x' }]);
+    const survivor = (await profileOf(db, 'user_id', 'stay'))!;
+    const loser = (await profileOf(db, 'anonymous_id', 'merged'))!;
+    const merge = (tx: Db) =>
+      mergeProfiles(tx, [
+        {
+          loser,
+          survivor,
+          cause: { source: 'web', messageId: null, messageType: 'identify', identityTypes: [] },
+        },
+      ]);
+    if (driver === 'postgres') {
+      // A merge holds both profiles while the fold reads the window: the fold's first count
+      // still sees the loser's event as the loser's, and must not lose it.
+      let release!: () => void;
+      const released = new Promise<void>((resolve) => (release = resolve));
+      let holding!: () => void;
+      const held = new Promise<void>((resolve) => (holding = resolve));
+      const merging = db.transaction(async (tx) => {
+        await tx.execute(
+          sql`select 1 from profiles where id in (${loser}, ${survivor}) for update`,
+        );
+        holding();
+        await released;
+        await merge(tx);
+      });
+      await held;
+      const folding = foldAll(db);
+      // Wait until the fold is blocked on the merge's row locks, then let the merge commit.
+      for (let waited = 0; waited < 5000; waited += 20) {
+        const [w] = await rows<{ n: number }>(
+          db,
+          sql`select count(*)::int as n from pg_stat_activity
+              where datname = current_database() and wait_event_type = 'Lock'`,
+        );
+        if (w!.n > 0) break;
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      release();
+      await merging;
+      expect(await folding).toBe(2);
+    } else {
+      // PGlite runs one transaction at a time: the merge simply precedes the fold.
+      await db.transaction(merge);
+      expect(await foldAll(db)).toBe(2);
+    }
+    expect(await totals(survivor)).toMatchObject({ event_count: 2 });
+    expect(await totals(loser)).toMatchObject({ event_count: 0 });
+    const counts = await rows<{ profile_id: string; count: number }>(
+      db,
+      sql`select profile_id, count from profile_event_counts`,
+    );
+    expect(counts).toEqual([{ profile_id: survivor, count: 2 }]);
   });
 
   it('combines folded totals on merge and folds the rest into the survivor', async () => {

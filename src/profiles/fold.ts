@@ -14,6 +14,12 @@
  * lasts the greatest) and move the events; an event not yet folded is folded into whichever
  * profile holds it when the fold runs. An event stored on a profile that a concurrent merge
  * turned into a tombstone is moved to the survivor here, before it is counted.
+ *
+ * A fold first counts without locking the window's profiles: its update locks each profile as
+ * it changes it, so a merge or an erasure can only slip in before that, and then leaves the
+ * profile not updated (a tombstone, or gone). When any profile of the window was not updated,
+ * the fold is rolled back and done again with every profile locked first, events on tombstones
+ * moved to their survivors.
  */
 import { sql, type SQL } from 'drizzle-orm';
 import { json, RetryTransaction, rows, withRetry, type Db } from '../db/index.ts';
@@ -77,7 +83,12 @@ export async function foldNewEvents(
 ): Promise<FoldResult> {
   const maxEvents = options.maxEvents ?? 50_000;
   const horizon = await committedEventHorizon(db);
+  let attempt = 0;
   return withRetry(db, async (tx) => {
+    // The first attempt counts without locking the window's profiles; a merge or an erasure
+    // that touches one of them meanwhile shows as a profile not updated, and the fold is then
+    // done again under locks.
+    const careful = attempt++ > 0;
     const [mine] = await rows<{ locked: boolean }>(
       tx,
       sql`select pg_try_advisory_xact_lock(${LOCKS.class}, ${LOCKS.fold}) as locked`,
@@ -95,30 +106,10 @@ export async function foldNewEvents(
     if (to <= from) return { events: 0, profileIds: [], position: from, more: false };
     const window = sql`e.id > ${from} and e.id <= ${to}`;
 
-    // Lock every profile that holds an event of the window, and the survivors of those that
-    // were merged meanwhile, so no merge moves these events while they are counted.
-    const owners = await rows<{ id: string }>(
-      tx,
-      sql`select distinct profile_id as id from events e where ${window}`,
-    );
-    const locked = await lockProfiles(
-      tx,
-      owners.map((o) => o.id),
-    );
-    const survivors = [...new Set(locked.flatMap((p) => (p.merged_into ? [p.merged_into] : [])))];
-    if (survivors.length > 0) {
-      const again = await lockProfiles(tx, survivors);
-      if (again.length !== survivors.length || again.some((p) => p.merged_into)) {
-        throw new RetryTransaction('a survivor was merged during the fold');
-      }
-      await tx.execute(
-        sql`update events e set profile_id = p.merged_into from profiles p
-            where ${window} and p.id = e.profile_id and p.merged_into is not null`,
-      );
-    }
+    if (careful) await lockWindow(tx, window);
     // The window is read once, into a materialized CTE that both aggregates scan: filtering
     // events on type directly would let the planner read the type index over the whole table.
-    const [result] = await rows<{ events: number; ids: string[] | null }>(
+    const [result] = await rows<{ events: number; owners: number; ids: string[] | null }>(
       tx,
       sql`with w as materialized (
             select profile_id, type, name, "timestamp", revenue from events e where ${window}
@@ -131,6 +122,14 @@ export async function foldNewEvents(
                   group by 1, 2`,
             )}
           ),
+          d as (
+            select profile_id, count(*) filter (where type in ${ACTIVITY}) as activity,
+              min("timestamp") as first, max("timestamp") as last,
+              count(revenue) as purchases, coalesce(sum(revenue), 0) as spent,
+              max("timestamp") filter (where revenue is not null) as last_purchase
+            from w
+            group by profile_id
+          ),
           changed as (
             update profiles p set
               event_count = p.event_count + d.activity,
@@ -140,30 +139,55 @@ export async function foldNewEvents(
               total_spent = p.total_spent + d.spent,
               last_purchase_at = greatest(p.last_purchase_at, d.last_purchase),
               updated_at = now()
-            from (
-              select profile_id, count(*) filter (where type in ${ACTIVITY}) as activity,
-                min("timestamp") as first, max("timestamp") as last,
-                count(revenue) as purchases, coalesce(sum(revenue), 0) as spent,
-                max("timestamp") filter (where revenue is not null) as last_purchase
-              from w
-              group by profile_id
-            ) as d
+            from d
             where p.id = d.profile_id and p.merged_into is null
             returning p.id
           )
           select (select count(*)::int from w) as events,
+            (select count(*)::int from d) as owners,
             (select array_agg(id::text) from changed) as ids`,
     );
+    const changed = result!.ids ?? [];
+    if (!careful && changed.length !== result!.owners) {
+      throw new RetryTransaction('a profile of the window was merged or erased during the fold');
+    }
     await tx.execute(
       sql`update event_cursors set position = ${to}, updated_at = now() where name = ${CURSOR}`,
     );
     return {
       events: result!.events,
-      profileIds: result!.ids ?? [],
+      profileIds: changed,
       position: to,
       more: to < horizon,
     };
   });
+}
+
+/**
+ * Lock every profile that holds an event of the window, and the survivors of those that were
+ * merged meanwhile, so no merge moves these events while they are counted; move the events
+ * stored on tombstones to their survivors.
+ */
+async function lockWindow(tx: Db, window: SQL): Promise<void> {
+  const owners = await rows<{ id: string }>(
+    tx,
+    sql`select distinct profile_id as id from events e where ${window}`,
+  );
+  const locked = await lockProfiles(
+    tx,
+    owners.map((o) => o.id),
+  );
+  const survivors = [...new Set(locked.flatMap((p) => (p.merged_into ? [p.merged_into] : [])))];
+  if (survivors.length > 0) {
+    const again = await lockProfiles(tx, survivors);
+    if (again.length !== survivors.length || again.some((p) => p.merged_into)) {
+      throw new RetryTransaction('a survivor was merged during the fold');
+    }
+    await tx.execute(
+      sql`update events e set profile_id = p.merged_into from profiles p
+            where ${window} and p.id = e.profile_id and p.merged_into is not null`,
+    );
+  }
 }
 
 /** Fold until every committed event is folded. */
