@@ -16,6 +16,8 @@ export const DEFAULT_PG_URL =
 export interface Scratch {
   config: HubConfig;
   drop(): Promise<void>;
+  /** Keep the database or folder, and close what was opened to make it. */
+  keep(): Promise<void>;
 }
 
 export async function scratch(
@@ -26,7 +28,7 @@ export async function scratch(
   const dataDir = mkdtempSync(join(tmpdir(), `audiencehub-bench-${label}-`));
   const removeDir = async () => rmSync(dataDir, { recursive: true, force: true });
   if (driver === 'pglite') {
-    return { config: testConfig({ dataDir, port: 0 }), drop: removeDir };
+    return { config: testConfig({ dataDir, port: 0 }), drop: removeDir, keep: async () => {} };
   }
   const name = `ah_bench_${label}_${randomBytes(4).toString('hex')}`;
   const admin = postgres(pgUrl, { max: 1, onnotice: () => {} });
@@ -40,6 +42,7 @@ export async function scratch(
       await admin.end();
       await removeDir();
     },
+    keep: () => admin.end(),
   };
 }
 

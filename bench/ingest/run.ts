@@ -80,11 +80,18 @@ function options() {
 }
 type Options = ReturnType<typeof options>;
 
+/** Where the memory was at the last phase's peak RSS: V8 heap, buffers, the rest native. */
+let atPeak: NodeJS.MemoryUsage | undefined;
+
 /** Peak RSS of this process, sampled every 100 ms while a phase runs. */
 function rssSampler() {
   let peak = process.memoryUsage().rss;
   const timer = setInterval(() => {
-    peak = Math.max(peak, process.memoryUsage().rss);
+    const usage = process.memoryUsage();
+    if (usage.rss > peak) {
+      peak = usage.rss;
+      atPeak = usage;
+    }
   }, 100);
   // A failed phase must not keep the process alive.
   timer.unref();
@@ -294,7 +301,10 @@ async function benchHub(
   } finally {
     await hub.close();
     if (!opts.keep) await place.drop();
-    else console.error(`kept: ${config.databaseUrl ?? config.dataDir}`);
+    else {
+      await place.keep();
+      console.error(`kept: ${config.databaseUrl ?? config.dataDir}`);
+    }
   }
 }
 
@@ -396,9 +406,11 @@ async function benchBaseline(opts: Options, traffic: Traffic): Promise<PhaseResu
     };
   } finally {
     await database.close();
-    if (!opts.keep) await place.drop();
+    await (opts.keep ? place.keep() : place.drop());
   }
 }
+
+const mb = (n: number) => Math.round(n);
 
 async function main() {
   const opts = options();
@@ -429,6 +441,20 @@ async function main() {
   console.error(
     `          CPU per event: Node ${perEvent(hub.cpuSeconds)}, server ${perEvent(hub.serverCpuSeconds)}`,
   );
+  const peakMemory = atPeak && {
+    rss: mb(atPeak.rss / 2 ** 20),
+    heapTotal: mb(atPeak.heapTotal / 2 ** 20),
+    heapUsed: mb(atPeak.heapUsed / 2 ** 20),
+    external: mb(atPeak.external / 2 ** 20),
+    arrayBuffers: mb(atPeak.arrayBuffers / 2 ** 20),
+  };
+  if (peakMemory) {
+    console.error(
+      `          at peak RSS (MB): ${Object.entries(peakMemory)
+        .map(([k, v]) => `${k} ${v}`)
+        .join(', ')}`,
+    );
+  }
   const baseline = opts.skipBaseline ? null : await benchBaseline(opts, traffic);
   if (baseline) {
     console.error(
@@ -436,7 +462,6 @@ async function main() {
         `CPU per event: Node ${perEvent(baseline.cpuSeconds)}, server ${perEvent(baseline.serverCpuSeconds)}`,
     );
   }
-  const mb = (n: number) => Math.round(n);
   const summary = {
     date: new Date().toISOString().slice(0, 10),
     commit: commit(),
@@ -455,6 +480,7 @@ async function main() {
       serverCpuUsPerEvent:
         hub.serverCpuSeconds && Math.round((hub.serverCpuSeconds * 1e6) / opts.events),
       peakRssMb: mb(hub.peakRssMb),
+      peakMemoryMb: peakMemory,
       stored: hub.stored,
       foldedSeconds: Number(hub.foldedSeconds.toFixed(2)),
       foldedEventsPerSecond: Math.round(hub.foldedEventsPerSecond),
