@@ -12,7 +12,7 @@ import { rows, type Db } from '../db/index.ts';
 import { badRequest, HubError, notFound } from '../errors.ts';
 import { uuidv7 } from '../ids.ts';
 import type { Logger } from '../log.ts';
-import { secretKeys, type DestinationField, type DestinationPlugin } from '../sdk/destination.ts';
+import { type DestinationField, type DestinationPlugin } from '../sdk/destination.ts';
 import { ConfigError, TransientError, VendorError } from '../sdk/errors.ts';
 import { pluginContext } from '../sync/engine.ts';
 import type { PluginRegistry } from '../sync/registry.ts';
@@ -132,7 +132,10 @@ async function validate(
     clearTimeout(timer);
   }
   if (!outcome.ok) {
-    const reason = redact(outcome.reason, valid, plugin);
+    const reason = redactSecrets(
+      outcome.reason,
+      secretValues(splitSecrets(plugin.config, valid).sealed),
+    );
     throw new HubError(
       422,
       'destination-check-failed',
@@ -142,14 +145,6 @@ async function validate(
     );
   }
   return valid;
-}
-
-/** Blank any secret value a plugin's message might repeat. */
-function redact(message: string, config: Record<string, unknown>, plugin: DestinationPlugin) {
-  return secretKeys(plugin.config)
-    .map((k) => config[k])
-    .filter((v): v is string => typeof v === 'string' && v.length >= 4)
-    .reduce((text, s) => text.split(s).join('********'), message);
 }
 
 /**
