@@ -371,6 +371,22 @@ describe(`the identity cache (${driver})`, () => {
     expect((await liveProfiles(db)).find((p) => p.id === survivor)!.event_count).toBe(3);
   });
 
+  it('follows a merge made through the cache to the survivor', async () => {
+    const cache = new IdentityCache();
+    await cached(cache, [{ type: 'track', event: 'x', userId: 'first' }]);
+    await cached(cache, [{ type: 'track', event: 'x', anonymousId: 'second' }]);
+    const loser = cache.get('anonymous_id:second');
+    expect(loser).toBeDefined();
+    const result = await cached(cache, [
+      { type: 'identify', userId: 'first', anonymousId: 'second' },
+    ]);
+    const survivor = await profileOf(db, 'user_id', 'first');
+    expect(survivor).not.toBe(loser);
+    expect(result.profileIds).toEqual([survivor]);
+    expect(cache.get('anonymous_id:second')).toBe(survivor);
+    expect(cache.get('user_id:first')).toBe(survivor);
+  });
+
   it('recovers when a cached profile was erased', async () => {
     const cache = new IdentityCache();
     await cached(cache, [{ type: 'track', event: 'x', anonymousId: 'gone' }]);

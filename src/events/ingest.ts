@@ -7,7 +7,6 @@ import { sql } from 'drizzle-orm';
 import type { HubConfig } from '../config.ts';
 import { json, rows, textArray, uuidArray, withRetry, type Db } from '../db/index.ts';
 import type { IdentityCache } from '../profiles/identity-cache.ts';
-import { identityString } from '../profiles/identity.ts';
 import { holdIngestHorizon } from '../profiles/fold.ts';
 import { checkLive, lockLiveProfiles, resolveProfiles } from '../profiles/resolve.ts';
 import type { PreparedMessage } from './message.ts';
@@ -42,7 +41,7 @@ export async function ingestMessages(
   const seen = new Set<string>();
   const unique = messages.filter((m) => !seen.has(messageKey(m)) && seen.add(messageKey(m)));
   let attempts = 0;
-  const result = await withRetry(db, async (tx) => {
+  const { result, learned } = await withRetry(db, async (tx) => {
     // What made this attempt necessary may be a stale cached identity.
     if (attempts++ > 0) identityCache?.clear();
     const resolution = await resolveProfiles(tx, unique, config, identityCache);
@@ -69,19 +68,16 @@ export async function ingestMessages(
     if (resolveFor.size > 0) await resolveTraits(tx, [...resolveFor], config.traitSourcePriority);
     const profileOf = new Map(unique.map((m, i) => [messageKey(m), profileIds[i]!]));
     const storedNow = new Set([...inserted].map((i) => unique[i]!));
-    return {
+    const result: IngestResult = {
       accepted: inserted.size,
       duplicates: messages.length - inserted.size,
       profileIds: messages.map((m) => profileOf.get(messageKey(m))!),
       // Only the first copy of a repeated messageId can be the stored one.
       stored: messages.map((m) => storedNow.has(m)),
     };
+    return { result, learned: resolution.learned };
   });
-  if (identityCache) {
-    messages.forEach((m, i) => {
-      for (const k of m.identities) identityCache.set(identityString(k), result.profileIds[i]!);
-    });
-  }
+  if (identityCache) for (const [key, profile] of learned) identityCache.set(key, profile);
   return result;
 }
 

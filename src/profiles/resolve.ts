@@ -47,6 +47,8 @@ export interface Resolution {
   customers: Set<string>;
   /** Profiles created in this transaction: live until it commits. */
   created: Set<string>;
+  /** Identity → profile for an identity cache, once committed: what it did not hold before. */
+  learned: Map<string, string>;
 }
 
 interface ExistingProfile {
@@ -85,21 +87,26 @@ export async function resolveProfiles(
   config: Pick<HubConfig, 'anonymousIdentityTypes'>,
   cache?: IdentityCache,
 ): Promise<Resolution> {
+  // Each identity's string is built once: it keys every map below, and a string hashes once.
+  const messageKeys = messages.map((m) => m.identities.map(identityString));
   const allKeys = new Map<string, IdentityKey>();
-  for (const m of messages) {
-    for (const k of m.identities) allKeys.set(identityString(k), k);
+  messages.forEach((m, i) => {
+    m.identities.forEach((k, j) => allKeys.set(messageKeys[i]![j]!, k));
     if (m.previousId)
       for (const k of aliasCandidates(m.previousId)) allKeys.set(identityString(k), k);
-  }
+  });
   const known = new Map<string, string>();
+  const cached = new Set<string>();
   const uncached: IdentityKey[] = [];
   for (const [key, k] of allKeys) {
-    const cached = cache?.get(key);
-    if (cached) known.set(key, cached);
-    else uncached.push(k);
+    const profile = cache?.get(key);
+    if (profile) {
+      known.set(key, profile);
+      cached.add(key);
+    } else uncached.push(k);
   }
   for (const [key, profile] of await lookup(tx, uncached)) known.set(key, profile);
-  const missing = [...allKeys.values()].filter((k) => !known.has(identityString(k)));
+  const missing = [...allKeys].filter(([key]) => !known.has(key)).map(([, k]) => k);
   if (missing.length > 0) {
     const lockKeys = [...new Set(missing.map(identityLockKey))];
     await tx.execute(
@@ -138,17 +145,24 @@ export async function resolveProfiles(
   /** The first message that joined two sets holding existing profiles, by final root. */
   const causes: { root: string; cause: MergeCause }[] = [];
 
-  for (const m of messages) {
-    const keys = [...m.identities];
+  messages.forEach((m, i) => {
+    let keys = m.identities;
+    let strings = messageKeys[i]!;
     if (m.previousId) {
       // Link to the previous id as an anonymous id when it is known as one, else as a user id.
       const [asAnon, asUser] = aliasCandidates(m.previousId) as [IdentityKey, IdentityKey];
-      keys.push(keyNode.has(identityString(asAnon)) ? asAnon : asUser);
+      const previous = keyNode.has(identityString(asAnon)) ? asAnon : asUser;
+      keys = [...keys, previous];
+      strings = [...strings, identityString(previous)];
     }
-    const roots = [
-      ...new Set(keys.map((k) => keyNode.get(identityString(k))).filter((n) => n !== undefined)),
-    ].map(find);
-    const distinct = [...new Set(roots)];
+    // The distinct sets the message's known identities belong to, in the order first met.
+    const distinct: string[] = [];
+    for (const s of strings) {
+      const n = keyNode.get(s);
+      if (n === undefined) continue;
+      const r = find(n);
+      if (!distinct.includes(r)) distinct.push(r);
+    }
     let root: string;
     if (distinct.length === 0) {
       root = node(uuidv7());
@@ -169,15 +183,14 @@ export async function resolveProfiles(
         });
       }
     }
-    for (const k of keys) {
-      const s = identityString(k);
+    strings.forEach((s, j) => {
       if (!keyNode.has(s)) {
         keyNode.set(s, root);
-        newKeys.push({ key: k, source: m.source });
+        newKeys.push({ key: keys[j]!, source: m.source });
       }
-    }
+    });
     messageNode.push(root);
-  }
+  });
 
   // Group nodes into components; each ends as one profile.
   const components = new Map<string, { existing: string[]; fresh: string[] }>();
@@ -282,7 +295,21 @@ export async function resolveProfiles(
   const profileIds = messageNode.map(finalOf);
   const createdSet = new Set(created);
   const customers = new Set([...becameCustomer].filter((id) => !createdSet.has(id)));
-  return { profileIds, survivors, touched: new Set(profileIds), customers, created: createdSet };
+  // What a cache does not know yet: identities looked up or created here, and cached ones
+  // whose profile was merged away in this transaction.
+  const losers = new Set(mergePairs.map((p) => p.loser));
+  const learned = new Map<string, string>();
+  for (const [key, n] of keyNode) {
+    if (!cached.has(key) || losers.has(n)) learned.set(key, finalOf(n));
+  }
+  return {
+    profileIds,
+    survivors,
+    touched: new Set(profileIds),
+    customers,
+    created: createdSet,
+    learned,
+  };
 }
 
 /**
