@@ -432,6 +432,26 @@ describe(`the ingest writer (${driver})`, () => {
       expect(identities.get(`user_id:${u}`)).toBe(await profileOf(db, 'user_id', u));
     }
   });
+
+  it('shares a request out among writers by person and answers for it in order', async () => {
+    const writer = createIngestWriter(db, config, { writers: 3 });
+    const people = ['p0', 'p1', 'p2', 'p3', 'p4', 'p5'];
+    const messages = people.flatMap((u, i) => [
+      { type: 'track', event: 'Viewed', messageId: `${u}-a`, userId: u, anonymousId: `d-${u}` },
+      { type: 'track', event: 'Viewed', messageId: `${u}-b`, anonymousId: `d-${u}` },
+      ...(i === 2 ? [{ type: 'track', event: 'Viewed', messageId: `${u}-a`, userId: u }] : []),
+    ]);
+    const result = await writer.write(prepare(messages));
+    expect(result.accepted).toBe(12);
+    expect(result.duplicates).toBe(1);
+    expect(result.stored).toEqual(messages.map((m, i) => i !== 6));
+    for (const [i, m] of messages.entries()) {
+      const user = (m.userId ?? m.anonymousId.slice(2)) as string;
+      expect(result.profileIds[i]).toBe(await profileOf(db, 'user_id', user));
+    }
+    expect(await count(db, 'events')).toBe(12);
+    expect((await liveProfiles(db)).map((p) => p.event_count)).toEqual([2, 2, 2, 2, 2, 2]);
+  });
 });
 
 describe(`computed traits (${driver})`, () => {
