@@ -291,6 +291,7 @@ describe(`Segments API: history, stats, overlap and the list (${driver})`, () =>
           createdAt: expect.any(String),
           updatedAt: expect.any(String),
           lastComputedAt: expect.any(String),
+          managedBy: null,
         },
       ]);
       expect(res.body.nextCursor).toBeNull();
