@@ -60,10 +60,21 @@ export interface Traffic {
   users: number;
   batchSize: number;
   batches: number;
+  /** What it was made from: the same options make the same traffic, in any process. */
+  options: TrafficOptions;
   /** Events `[i * batchSize, (i + 1) * batchSize)`, the same on every call. */
   batch(i: number): TrackEvent[];
   /** A stable profile id for a user: the baseline stores it where the hub stores the resolved one. */
   profileId(userId: string): string;
+}
+
+export interface TrafficOptions {
+  events: number;
+  users: number;
+  batchSize: number;
+  /** Makes message ids unique to this run. */
+  runId: string;
+  now: number;
 }
 
 /**
@@ -71,14 +82,7 @@ export interface Traffic {
  * const traffic = createTraffic({ events: 1_000_000, users: 100_000, batchSize: 500, runId: 'x', now: Date.now() });
  * const first = traffic.batch(0); // 500 events
  */
-export function createTraffic(options: {
-  events: number;
-  users: number;
-  batchSize: number;
-  /** Makes message ids unique to this run. */
-  runId: string;
-  now: number;
-}): Traffic {
+export function createTraffic(options: TrafficOptions): Traffic {
   const { events, users, batchSize, runId, now } = options;
   const userId = (u: number) => `user_${u.toString().padStart(7, '0')}`;
   // One device per user, a second one for every tenth: realistic enough for linking.
@@ -154,6 +158,7 @@ export function createTraffic(options: {
     users,
     batchSize,
     batches: Math.ceil(events / batchSize),
+    options,
     batch(i) {
       const out: TrackEvent[] = [];
       for (let n = i * batchSize; n < Math.min(events, (i + 1) * batchSize); n++)

@@ -9,6 +9,7 @@
  * The method and recorded results are in docs/benchmarks.md.
  */
 import { randomBytes } from 'node:crypto';
+import { fork } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import postgres from 'postgres';
@@ -27,6 +28,13 @@ import {
   scratch,
 } from '../support.ts';
 import { createTraffic, type Traffic } from './generate.ts';
+import {
+  batchSender,
+  runSenders,
+  type SenderJob,
+  type SenderReport,
+  type SenderStats,
+} from './senders.ts';
 
 const USAGE = `Usage: npm run bench:ingest -- [options]
   --events N         events to send (default 1000000)
@@ -36,6 +44,9 @@ const USAGE = `Usage: npm run bench:ingest -- [options]
   --pg               PostgreSQL instead of PGlite (also BENCH_DRIVER=postgres)
   --pg-url URL       server to create the scratch databases on
                      (default BENCH_PG_URL or postgres://postgres@127.0.0.1:5432/postgres)
+  --senders-in-process
+                     run the senders in the benchmark's (and so the hub's) process, not in
+                     a child process of their own
   --skip-baseline    only the hub
   --keep             keep the scratch databases / folders
   -h, --help`;
@@ -53,6 +64,7 @@ function options() {
         default: DEFAULT_PG_URL,
       },
       'skip-baseline': { type: 'boolean', default: false },
+      'senders-in-process': { type: 'boolean', default: false },
       keep: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
@@ -75,6 +87,7 @@ function options() {
     driver: values.pg ? ('postgres' as const) : ('pglite' as const),
     pgUrl: values['pg-url'],
     skipBaseline: values['skip-baseline'],
+    sendersInProcess: values['senders-in-process'],
     keep: values.keep,
   };
 }
@@ -184,40 +197,17 @@ interface PhaseResult {
   stored: number;
 }
 
-/** Hand out batch numbers to `concurrency` loops until every batch is done. */
-async function runSenders(
-  traffic: Traffic,
-  concurrency: number,
-  send: (i: number) => Promise<void>,
-): Promise<void> {
-  let next = 0;
-  let failed: unknown;
-  const loop = async () => {
-    while (failed === undefined && next < traffic.batches) {
-      const i = next++;
-      try {
-        await send(i);
-      } catch (error) {
-        failed ??= error;
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: concurrency }, loop));
-  if (failed !== undefined) throw failed;
-}
-
 /** Run the senders and measure the phase: wall time, this process's CPU time and peak RSS. */
 async function measure(
   traffic: Traffic,
-  concurrency: number,
-  send: (i: number) => Promise<void>,
+  run: () => Promise<void>,
 ): Promise<Pick<PhaseResult, 'seconds' | 'eventsPerSecond' | 'peakRssMb' | 'cpuSeconds'>> {
   const rss = rssSampler();
   const cpu = process.cpuUsage();
   const started = performance.now();
   let peak: number;
   try {
-    await runSenders(traffic, concurrency, send);
+    await run();
   } finally {
     peak = rss.stop();
   }
@@ -245,10 +235,49 @@ async function foldLag(database: { db: Database['db'] }): Promise<number> {
   return Number(row?.lag ?? 0);
 }
 
+/**
+ * Start the senders in a child process and wait until it is ready; `go()` starts them and
+ * resolves with their report once every batch has been answered.
+ */
+async function startSenders(job: SenderJob) {
+  const child = fork(new URL('./senders.ts', import.meta.url), ['--bench-sender'], {
+    execArgv: process.execArgv,
+  });
+  const next = () =>
+    new Promise<unknown>((resolve, reject) => {
+      const onExit = (code: number | null) =>
+        reject(new Error(`the sender process exited (${code})`));
+      child.once('exit', onExit);
+      child.once('message', (message) => {
+        child.off('exit', onExit);
+        resolve(message);
+      });
+    });
+  const ready = next();
+  child.send(job);
+  await ready;
+  return {
+    async go(): Promise<Exclude<SenderReport, { error: string }>> {
+      const done = next();
+      child.send('go');
+      const report = (await done) as SenderReport;
+      if ('error' in report) throw new Error(report.error);
+      return report;
+    },
+  };
+}
+
 async function benchHub(
   opts: Options,
   traffic: Traffic,
-): Promise<PhaseResult & { foldedSeconds: number; foldedEventsPerSecond: number }> {
+): Promise<
+  PhaseResult & {
+    foldedSeconds: number;
+    foldedEventsPerSecond: number;
+    senderCpuSeconds: number | null;
+    senderPeakRssMb: number | null;
+  }
+> {
   const place = await scratch(opts.driver, opts.pgUrl, 'hub');
   const server = serverSampler(opts, place.config.databaseUrl);
   const writeKey = `ahw_bench_${randomBytes(16).toString('hex')}`;
@@ -259,25 +288,32 @@ async function benchHub(
   };
   const hub = await startHub(config, createLogger('warn'), { print: () => {} });
   const auth = `Basic ${Buffer.from(`${writeKey}:`).toString('base64')}`;
-  let clientMs = 0;
-  let largest = 0;
+  let stats: SenderStats;
+  let senderCpuSeconds: number | null = null;
+  let senderPeakRssMb: number | null = null;
   try {
-    await server?.start();
-    const measured = await measure(traffic, opts.concurrency, async (i) => {
-      const t0 = performance.now();
-      const body = JSON.stringify({ batch: traffic.batch(i), sentAt: new Date().toISOString() });
-      clientMs += performance.now() - t0;
-      largest = Math.max(largest, body.length);
-      const res = await fetch(`${hub.url}/v1/batch`, {
-        method: 'POST',
-        headers: { authorization: auth, 'content-type': 'application/json' },
-        body,
+    let measured: Awaited<ReturnType<typeof measure>>;
+    if (opts.sendersInProcess) {
+      const sender = batchSender(traffic, hub.url, auth);
+      stats = sender.stats;
+      await server?.start();
+      measured = await measure(traffic, () => runSenders(traffic, opts.concurrency, sender.send));
+    } else {
+      const child = await startSenders({
+        traffic: traffic.options,
+        concurrency: opts.concurrency,
+        url: hub.url,
+        auth,
       });
-      const text = await res.text();
-      if (res.status !== 200) {
-        throw new Error(`batch ${i}: HTTP ${res.status} ${text.slice(0, 500)}`);
-      }
-    });
+      await server?.start();
+      let report: Exclude<SenderReport, { error: string }> | undefined;
+      measured = await measure(traffic, async () => {
+        report = await child.go();
+      });
+      stats = report!;
+      senderCpuSeconds = report!.cpuSeconds;
+      senderPeakRssMb = report!.peakRssMb;
+    }
     // Computed traits are folded in the background: the data is fully processed only once the
     // fold has caught up with the last event.
     const waitStarted = performance.now();
@@ -289,10 +325,12 @@ async function benchHub(
     if (stored !== traffic.events) {
       console.error(`warning: the hub stored ${stored} events of ${traffic.events} sent`);
     }
-    console.error(`largest request body: ${(largest / 1024).toFixed(0)} KiB`);
+    console.error(`largest request body: ${(stats.largest / 1024).toFixed(0)} KiB`);
     return {
       ...measured,
-      clientSeconds: clientMs / 1000,
+      clientSeconds: stats.clientSeconds,
+      senderCpuSeconds,
+      senderPeakRssMb,
       serverCpuSeconds,
       stored,
       foldedSeconds,
@@ -388,15 +426,17 @@ async function benchBaseline(opts: Options, traffic: Traffic): Promise<PhaseResu
     // Open the pool's connections first, so the sampler sees them from the start.
     await Promise.all(Array.from({ length: opts.concurrency }, () => query('select 1', [])));
     await server?.start();
-    const measured = await measure(traffic, opts.concurrency, async (i) => {
-      const t0 = performance.now();
-      const params = rowParams(traffic, i, new Date().toISOString());
-      const n = params.length / COLUMNS.length;
-      let text = statements.get(n);
-      if (!text) statements.set(n, (text = insertStatement(n)));
-      clientMs += performance.now() - t0;
-      await query(text, params);
-    });
+    const measured = await measure(traffic, () =>
+      runSenders(traffic, opts.concurrency, async (i) => {
+        const t0 = performance.now();
+        const params = rowParams(traffic, i, new Date().toISOString());
+        const n = params.length / COLUMNS.length;
+        let text = statements.get(n);
+        if (!text) statements.set(n, (text = insertStatement(n)));
+        clientMs += performance.now() - t0;
+        await query(text, params);
+      }),
+    );
     const serverCpuSeconds = (await server?.stop()) ?? null;
     return {
       ...measured,
@@ -439,7 +479,9 @@ async function main() {
   const perEvent = (seconds: number | null) =>
     seconds === null ? '–' : `${((seconds * 1e6) / opts.events).toFixed(0)} µs`;
   console.error(
-    `          CPU per event: Node ${perEvent(hub.cpuSeconds)}, server ${perEvent(hub.serverCpuSeconds)}`,
+    `          CPU per event: hub's process ${perEvent(hub.cpuSeconds)}, ` +
+      `senders ${opts.sendersInProcess ? 'included' : perEvent(hub.senderCpuSeconds)}, ` +
+      `server ${perEvent(hub.serverCpuSeconds)}`,
   );
   const peakMemory = atPeak && {
     rss: mb(atPeak.rss / 2 ** 20),
@@ -470,11 +512,14 @@ async function main() {
     users: opts.users,
     batch: opts.batch,
     concurrency: opts.concurrency,
+    senders: opts.sendersInProcess ? 'in-process' : 'child process',
     hub: {
       eventsPerSecond: Math.round(hub.eventsPerSecond),
       seconds: Number(hub.seconds.toFixed(2)),
       clientSeconds: Number(hub.clientSeconds.toFixed(2)),
       cpuSeconds: Number(hub.cpuSeconds.toFixed(2)),
+      senderCpuSeconds: hub.senderCpuSeconds && Number(hub.senderCpuSeconds.toFixed(2)),
+      senderPeakRssMb: hub.senderPeakRssMb && mb(hub.senderPeakRssMb),
       serverCpuSeconds: hub.serverCpuSeconds && Number(hub.serverCpuSeconds.toFixed(2)),
       nodeCpuUsPerEvent: Math.round((hub.cpuSeconds * 1e6) / opts.events),
       serverCpuUsPerEvent:
