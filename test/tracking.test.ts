@@ -8,6 +8,7 @@ import { createApp } from '../src/api/app.ts';
 import { createWriteKey, revokeWriteKey } from '../src/auth/credentials.ts';
 import { testConfig } from '../src/config.ts';
 import { rows, type Database, type Db } from '../src/db/index.ts';
+import { checkTrack, Message, type MessageType } from '../src/events/message.ts';
 import { silentLogger } from '../src/log.ts';
 import { driver, testDatabase } from './support/db.ts';
 import { count, liveProfiles, profileOf } from './support/ingest.ts';
@@ -406,5 +407,100 @@ describe(`tracking API with @segment/analytics-node (${driver})`, () => {
     expect(await profileOf(db, 'email', 'client@example.com')).toBe(live[0]!.id);
     // The client's own messageIds were kept, so its retries are idempotent.
     expect(await count(db, 'events', sql`message_id like 'node-next-%'`)).toBe(13);
+  });
+});
+
+describe('the track message fast path', () => {
+  it('takes exactly what the schema takes, and gives what the schema gives', () => {
+    // Each field: a typical valid value first (picked most of the time), then edge cases.
+    const ids = [
+      'u1',
+      null,
+      '',
+      '  ',
+      ' u1 ',
+      'u'.repeat(512),
+      ` ${'u'.repeat(512)} `,
+      'u'.repeat(513),
+      42,
+      1.5,
+      -0,
+      Infinity,
+      NaN,
+      true,
+      {},
+    ];
+    const times = [
+      '2026-11-20T10:11:12.123Z',
+      null,
+      '',
+      '2026-11-20T10:11:12+01:00',
+      '2026-11-20T10:11:12',
+      '2026-11-20',
+      '2026-02-29',
+      '2024-02-29T00:00:00Z',
+      '2026-13-01T00:00:00Z',
+      '2026-11-20 10:11:12Z',
+      'yesterday',
+      1732000000000,
+    ];
+    const records = [
+      { a: 1, nested: { b: [1, 2] } },
+      null,
+      {},
+      [],
+      'x',
+      3,
+      JSON.parse('{"__proto__": {"a": 1}, "b": 2}') as unknown,
+      Object.create(null) as unknown,
+      new Date(0),
+    ];
+    const fields: Record<string, unknown[]> = {
+      type: ['track', undefined, 'page', 'TRACK', 'identify'],
+      event: [
+        'Viewed',
+        undefined,
+        null,
+        '',
+        '   ',
+        '  Padded  ',
+        'x'.repeat(200),
+        'x'.repeat(201),
+        ` ${'x'.repeat(200)} `,
+        5,
+      ],
+      messageId: ['m-1', undefined, null, '', 'm'.repeat(256), 'm'.repeat(257), 7],
+      userId: ids,
+      anonymousId: ids,
+      timestamp: times,
+      originalTimestamp: times,
+      sentAt: times,
+      properties: records,
+      context: records,
+      integrations: records,
+      extra: [undefined, 'ignored'],
+    };
+    let seed = 7;
+    const random = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+    let accepted = 0;
+    let refused = 0;
+    for (let n = 0; n < 20_000; n++) {
+      const raw: Record<string, unknown> = {};
+      for (const [key, values] of Object.entries(fields)) {
+        const value = random() < 0.8 ? values[0] : values[Math.floor(random() * values.length)];
+        if (value !== undefined || random() < 0.5) raw[key] = value;
+      }
+      const endpoint: MessageType | undefined = n % 5 === 0 ? 'track' : undefined;
+      const fast = checkTrack(raw, endpoint);
+      const schema = Message.safeParse(endpoint ? { ...raw, type: endpoint } : raw);
+      if (fast) {
+        accepted++;
+        expect(schema.success).toBe(true);
+        expect(fast).toEqual(schema.data);
+      } else if (!schema.success) refused++;
+    }
+    // Both sides were exercised.
+    expect(accepted).toBeGreaterThan(1000);
+    expect(refused).toBeGreaterThan(1000);
   });
 });

@@ -143,18 +143,21 @@ export function parseMessage(
       ],
     };
   }
-  const input = options.type ? { ...raw, type: options.type } : raw;
-  const result = Message.safeParse(input);
-  if (!result.success) {
-    return {
-      ok: false,
-      errors: result.error.issues.map((issue) => ({
-        field: fieldPath(prefix, issue.path) || 'body',
-        message: issue.message,
-      })),
-    };
+  let m: Message | null = checkTrack(raw as Record<string, unknown>, options.type);
+  if (!m) {
+    const input = options.type ? { ...raw, type: options.type } : raw;
+    const result = Message.safeParse(input);
+    if (!result.success) {
+      return {
+        ok: false,
+        errors: result.error.issues.map((issue) => ({
+          field: fieldPath(prefix, issue.path) || 'body',
+          message: issue.message,
+        })),
+      };
+    }
+    m = result.data;
   }
-  const m = result.data;
   const userId = normaliseId(m.userId);
   const anonymousId = normaliseId(m.anonymousId);
   const errors: FieldError[] = [];
@@ -209,6 +212,71 @@ export function parseMessage(
       anonymousId,
     },
   };
+}
+
+/**
+ * A well-formed track message, the bulk of all traffic, checked by hand against the same rules
+ * as {@link TrackMessage} and turned into the same output (strings trimmed where the schema
+ * trims, unknown keys ignored), without the schema's per-field overhead and copies. Anything
+ * else, valid or not, answers null and goes through the schema, which names what is wrong.
+ */
+export function checkTrack(
+  raw: Record<string, unknown>,
+  type: MessageType | undefined,
+): z.infer<typeof TrackMessage> | null {
+  if ((type ?? raw.type) !== 'track') return null;
+  const event = typeof raw.event === 'string' ? raw.event.trim() : null;
+  if (event === null || event.length < 1 || event.length > 200) return null;
+  const messageId = raw.messageId;
+  if (
+    messageId !== undefined &&
+    (typeof messageId !== 'string' || messageId.length < 1 || messageId.length > 256)
+  ) {
+    return null;
+  }
+  const userId = checkId(raw.userId);
+  const anonymousId = checkId(raw.anonymousId);
+  if (userId === false || anonymousId === false) return null;
+  for (const key of ['timestamp', 'originalTimestamp', 'sentAt'] as const) {
+    const value = raw[key];
+    if (value != null && !When.safeParse(value).success) return null;
+  }
+  for (const key of ['properties', 'context', 'integrations'] as const) {
+    const value = raw[key];
+    if (value != null && !isPlainRecord(value)) return null;
+  }
+  return {
+    type: 'track',
+    event,
+    messageId: messageId as string | undefined,
+    userId,
+    anonymousId,
+    timestamp: raw.timestamp as string | null | undefined,
+    originalTimestamp: raw.originalTimestamp as string | null | undefined,
+    sentAt: raw.sentAt as string | null | undefined,
+    properties: raw.properties as Record<string, unknown> | null | undefined,
+    context: raw.context as Record<string, unknown> | null | undefined,
+    integrations: raw.integrations as Record<string, unknown> | null | undefined,
+  };
+}
+
+/** An id as {@link Id} takes it (a trimmed string of 1-512, or a finite number), or false. */
+function checkId(value: unknown): string | number | null | undefined | false {
+  if (value == null) return value as null | undefined;
+  if (typeof value === 'number') return Number.isFinite(value) ? value : false;
+  if (typeof value !== 'string') return false;
+  const id = value.trim();
+  return id.length >= 1 && id.length <= 512 ? id : false;
+}
+
+/**
+ * An object the schema's records take as they are: a plain object (as JSON.parse makes them)
+ * without an own `__proto__` key, which the schema would drop.
+ */
+function isPlainRecord(value: unknown): boolean {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
+  const proto = Object.getPrototypeOf(value) as unknown;
+  return (proto === Object.prototype || proto === null) && !Object.hasOwn(value, '__proto__');
 }
 
 function propertiesOf(m: Message): Record<string, unknown> {
