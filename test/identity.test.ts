@@ -244,6 +244,15 @@ describe(`identity resolution (${driver})`, () => {
     expect(Number(p!.total_spent)).toBe(42.5);
   });
 
+  it('stores only the new messages of a batch that repeats some already stored', async () => {
+    const track = (messageId: string) => ({ type: 'track', event: 'x', userId: 'r', messageId });
+    await send(db, config, [track('a'), track('b')]);
+    const again = await send(db, config, [track('b'), track('c'), track('a'), track('d')]);
+    expect(again).toMatchObject({ accepted: 2, duplicates: 2, stored: [false, true, false, true] });
+    expect(await count(db, 'events')).toBe(4);
+    expect((await liveProfiles(db))[0]!.event_count).toBe(4);
+  });
+
   it('keeps the same messageId from two sources apart', async () => {
     await send(db, config, [{ type: 'track', event: 'x', userId: 'u', messageId: 'same' }], 'web');
     await send(db, config, [{ type: 'track', event: 'x', userId: 'u', messageId: 'same' }], 'app');

@@ -3,9 +3,9 @@
  * and record traits — all in one transaction per batch. Computed traits are folded from the
  * stored events right after, in the background (src/profiles/fold.ts).
  */
-import { sql } from 'drizzle-orm';
+import { sql, type SQL } from 'drizzle-orm';
 import type { HubConfig } from '../config.ts';
-import { json, rows, textArray, uuidArray, withRetry, type Db } from '../db/index.ts';
+import { json, pgCode, rows, textArray, uuidArray, withRetry, type Db } from '../db/index.ts';
 import type { IdentityCache } from '../profiles/identity-cache.ts';
 import { holdIngestHorizon } from '../profiles/fold.ts';
 import { checkLive, lockLiveProfiles, resolveProfiles } from '../profiles/resolve.ts';
@@ -81,6 +81,9 @@ export async function ingestMessages(
   return result;
 }
 
+/** PostgreSQL's unique_violation. */
+const UNIQUE_VIOLATION = '23505';
+
 /** Idempotency is per source: (source, messageId). */
 const messageKey = (m: { source: string; messageId: string }) => `${m.source}\u0000${m.messageId}`;
 
@@ -105,8 +108,7 @@ async function insertEvents(
       `timestamptz 'epoch' + (${name}::int8 / 1000) * interval '1 second'` +
         ` + (${name}::int8 % 1000) * interval '1 millisecond'`,
     );
-  const stored = await rows<{ source: string; message_id: string }>(
-    tx,
+  const insert = (onConflict: SQL) =>
     sql`insert into events (profile_id, source, message_id, type, name, properties, context,
           revenue, "timestamp", original_timestamp, sent_at, received_at, user_id, anonymous_id)
         select profile_id::uuid, source, message_id, type, name,
@@ -123,8 +125,19 @@ async function insertEvents(
           ${column((m) => m.anonymousId)}
         ) as x(profile_id, source, message_id, type, name, properties, context, revenue, ts,
           original_ts, sent_ts, received_ts, user_id, anonymous_id)
-        on conflict (source, message_id) do nothing
-        returning source, message_id`,
+        ${onConflict}`;
+  // Nearly every batch is new: insert it plainly (no arbiter check per row, nothing returned),
+  // in a savepoint, and only when a messageId turns out to be stored already insert it again
+  // skipping those.
+  try {
+    await tx.transaction((sp) => sp.execute(insert(sql``)));
+    return new Set(messages.keys());
+  } catch (error) {
+    if (pgCode(error) !== UNIQUE_VIOLATION) throw error;
+  }
+  const stored = await rows<{ source: string; message_id: string }>(
+    tx,
+    insert(sql`on conflict (source, message_id) do nothing returning source, message_id`),
   );
   const ids = new Set(stored.map((r) => messageKey({ source: r.source, messageId: r.message_id })));
   const inserted = new Set<number>();
