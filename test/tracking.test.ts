@@ -8,6 +8,7 @@ import { createApp } from '../src/api/app.ts';
 import { createWriteKey, revokeWriteKey } from '../src/auth/credentials.ts';
 import { testConfig } from '../src/config.ts';
 import { rows, type Database, type Db } from '../src/db/index.ts';
+import { runsOneAtATime } from '../src/db/drivers/capabilities.ts';
 import { checkTrack, Message, type MessageType } from '../src/events/message.ts';
 import { silentLogger } from '../src/log.ts';
 import { driver, testDatabase } from './support/db.ts';
@@ -57,6 +58,10 @@ async function expectProblem(res: Response, status: number) {
 }
 
 describe(`tracking API (${driver})`, () => {
+  it('knows whether the database runs one transaction at a time (one writer then)', () => {
+    expect(runsOneAtATime(db)).toBe(driver === 'pglite');
+  });
+
   it('accepts each message type on its own endpoint', async () => {
     const calls: [string, Record<string, unknown>][] = [
       ['/v1/identify', { userId: 'u1', traits: { email: 'u1@example.com', plan: 'pro' } }],

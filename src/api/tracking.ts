@@ -11,6 +11,7 @@ import { gunzipSync } from 'node:zlib';
 import { Hono, type Context } from 'hono';
 import type { HubContext } from '../context.ts';
 import { authenticateWriteKey, type WriteKeyPrincipal } from '../auth/credentials.ts';
+import { runsOneAtATime } from '../db/drivers/capabilities.ts';
 import { createIngestWriter } from '../events/writer.ts';
 import { recordRejections, type Rejection } from '../events/rejections.ts';
 import {
@@ -104,7 +105,10 @@ async function authenticate(
  */
 export function trackingRoutes(ctx: HubContext): Hono {
   const app = new Hono();
-  const writer = createIngestWriter(ctx.db, ctx.config);
+  // PGlite runs one transaction at a time: more writers would only split batches.
+  const writer = createIngestWriter(ctx.db, ctx.config, {
+    writers: runsOneAtATime(ctx.db) ? 1 : 2,
+  });
 
   for (const type of MESSAGE_TYPES) {
     app.post(`/${type}`, async (c) => {

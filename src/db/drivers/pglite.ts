@@ -5,6 +5,7 @@ import { migrate } from 'drizzle-orm/pglite/migrator';
 import * as schema from '../schema.ts';
 import { migrationsFolder } from '../migrations-folder.ts';
 import type { Database, Db } from '../types.ts';
+import { markOneAtATime } from './capabilities.ts';
 
 /**
  * Embedded PostgreSQL (PGlite). `dataDir` undefined keeps everything in memory (tests).
@@ -17,6 +18,7 @@ export async function openPglite(dataDir?: string): Promise<Database> {
   if (dataDir) mkdirSync(dataDir, { recursive: true });
   const client = await PGlite.create(dataDir);
   const db = drizzle(client, { schema }) as unknown as Db;
+  markOneAtATime(db);
   return {
     db,
     driver: 'pglite',
