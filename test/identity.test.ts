@@ -8,6 +8,7 @@ import { parseMessage } from '../src/events/message.ts';
 import { eraseProfile } from '../src/profiles/erase.ts';
 import { foldAll, foldNewEvents } from '../src/profiles/fold.ts';
 import { IdentityCache } from '../src/profiles/identity-cache.ts';
+import { mergeProfiles } from '../src/profiles/resolve.ts';
 import { driver, testDatabase } from './support/db.ts';
 import { count, liveProfiles, profileOf, send } from './support/ingest.ts';
 
@@ -257,6 +258,65 @@ describe(`identity resolution (${driver})`, () => {
     await send(db, config, [{ type: 'track', event: 'x', userId: 'u', messageId: 'same' }], 'web');
     await send(db, config, [{ type: 'track', event: 'x', userId: 'u', messageId: 'same' }], 'app');
     expect(await count(db, 'events')).toBe(2);
+  });
+});
+
+describe(`a new identity and a concurrent merge (${driver})`, () => {
+  it('never leaves a new identity on a profile merged away before the batch commits', async () => {
+    await send(db, config, [{ type: 'track', event: 'x', userId: 'older' }]);
+    await send(db, config, [{ type: 'track', event: 'x', userId: 'newer' }]);
+    const survivor = (await profileOf(db, 'user_id', 'older'))!;
+    const loser = (await profileOf(db, 'user_id', 'newer'))!;
+    const merge = (tx: Db) =>
+      mergeProfiles(tx, [
+        {
+          loser,
+          survivor,
+          cause: { source: 'web', messageId: null, messageType: 'identify', identityTypes: [] },
+        },
+      ]);
+    // The newer profile gains an anonymous id (no change to its row otherwise).
+    const gain = () =>
+      send(db, config, [{ type: 'track', event: 'x', userId: 'newer', anonymousId: 'device' }]);
+    if (driver === 'postgres') {
+      // The merge has moved the loser's identities but not committed when the batch reads it.
+      let release!: () => void;
+      const released = new Promise<void>((resolve) => (release = resolve));
+      let merged!: () => void;
+      const mergedYet = new Promise<void>((resolve) => (merged = resolve));
+      const merging = db.transaction(async (tx) => {
+        await tx.execute(
+          sql`select 1 from profiles where id in (${loser}, ${survivor}) for update`,
+        );
+        await merge(tx);
+        merged();
+        await released;
+      });
+      await mergedYet;
+      const sending = gain();
+      // Let the batch run until it waits on the merge (or, were it not to, until it is done).
+      let done = false;
+      void sending.then(() => (done = true));
+      for (let waited = 0; waited < 5000 && !done; waited += 20) {
+        const [w] = await rows<{ n: number }>(
+          db,
+          sql`select count(*)::int as n from pg_stat_activity
+              where datname = current_database() and wait_event_type = 'Lock'`,
+        );
+        if (w!.n > 0) break;
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      release();
+      await merging;
+      await sending;
+    } else {
+      // PGlite runs one transaction at a time: the merge simply precedes the batch.
+      await db.transaction(merge);
+      await gain();
+    }
+    expect(await profileOf(db, 'anonymous_id', 'device')).toBe(survivor);
+    expect(await profileOf(db, 'user_id', 'newer')).toBe(survivor);
+    expect(await count(db, 'events', sql`profile_id = ${survivor}`)).toBe(3);
   });
 });
 

@@ -46,14 +46,15 @@ export async function ingestMessages(
     if (attempts++ > 0) identityCache?.clear();
     const resolution = await resolveProfiles(tx, unique, config, identityCache);
     const { profileIds, survivors, touched } = resolution;
-    // Profiles whose row changes here are locked, and must be live; the others only receive
-    // events, which a merge committing meanwhile leaves for the fold to move.
+    // Profiles whose row changes here, or that gain an identity, are locked, and must be live;
+    // the others only receive events, which a merge committing meanwhile leaves for the fold
+    // to move.
     const withTraits = new Set(
       unique.flatMap((m, i) =>
         m.traits && Object.keys(m.traits).length > 0 ? [profileIds[i]!] : [],
       ),
     );
-    const changing = new Set([...withTraits, ...resolution.customers]);
+    const changing = new Set([...withTraits, ...resolution.customers, ...resolution.gained]);
     await lockLiveProfiles(tx, [...changing]);
     // After the horizon, so an erasure (which takes it exclusively) cannot slip in between.
     await holdIngestHorizon(tx);

@@ -7,8 +7,8 @@
  *   their (type, value), taken in one sorted statement, so two transactions can never both
  *   create the same identity or both create a profile for it;
  * - profiles about to merge are locked `FOR UPDATE` in id order before anything moves;
- * - profiles whose row the batch changes (traits, kind) are locked by {@link lockLiveProfiles}
- *   and must be live; profiles that only receive events are not locked, only checked to exist
+ * - profiles whose row the batch changes (traits, kind), or that gain an identity, are locked
+ *   by {@link lockLiveProfiles} and must be live; profiles that only receive events are not locked, only checked to exist
  *   ({@link checkLive}), so concurrent batches for the same people do not queue on each other.
  * A profile found merged (or erased) once locked means what was read is stale: the transaction
  * is retried ({@link RetryTransaction}), discarding what it wrote, and reads the new state.
@@ -45,6 +45,11 @@ export interface Resolution {
   touched: Set<string>;
   /** Existing profiles that gained an identifying identity: they are customers now. */
   customers: Set<string>;
+  /**
+   * Existing profiles that gained an identity here. They must be locked live before commit: a
+   * merge committing meanwhile would leave the new identity on a tombstone.
+   */
+  gained: Set<string>;
   /** Profiles created in this transaction: live until it commits. */
   created: Set<string>;
   /** Identity → profile for an identity cache, once committed: what it did not hold before. */
@@ -302,11 +307,15 @@ export async function resolveProfiles(
   for (const [key, n] of keyNode) {
     if (!cached.has(key) || losers.has(n)) learned.set(key, finalOf(n));
   }
+  const gained = new Set(
+    newIdentityRows.map((r) => r.profile_id).filter((id) => !createdSet.has(id)),
+  );
   return {
     profileIds,
     survivors,
     touched: new Set(profileIds),
     customers,
+    gained,
     created: createdSet,
     learned,
   };
