@@ -54,13 +54,17 @@ export async function ingestMessages(
         m.traits && Object.keys(m.traits).length > 0 ? [profileIds[i]!] : [],
       ),
     );
-    const changing = new Set([...withTraits, ...resolution.customers, ...resolution.gained]);
+    const changing = new Set([...withTraits, ...resolution.customers]);
     await lockLiveProfiles(tx, [...changing]);
+    const gaining = [...resolution.gained].filter((id) => !changing.has(id));
+    await lockLiveProfiles(tx, gaining, 'key share');
     // After the horizon, so an erasure (which takes it exclusively) cannot slip in between.
     await holdIngestHorizon(tx);
     await checkLive(
       tx,
-      [...touched].filter((id) => !changing.has(id) && !resolution.created.has(id)),
+      [...touched].filter(
+        (id) => !changing.has(id) && !resolution.gained.has(id) && !resolution.created.has(id),
+      ),
     );
     const inserted = await insertEvents(tx, unique, profileIds);
     if (resolution.customers.size > 0) await markCustomers(tx, [...resolution.customers]);

@@ -107,9 +107,22 @@ export async function foldNewEvents(
     const window = sql`e.id > ${from} and e.id <= ${to}`;
 
     if (careful) await lockWindow(tx, window);
+    // The update takes each profile's row lock as it goes: in id order, as ingestion and merges
+    // take theirs, so that they wait for one another instead of deadlocking. A nested loop over
+    // the profiles sorted by id is the plan that keeps that order (and reads only the window's
+    // profiles, by primary key); these settings last until the transaction ends.
+    await tx.execute(sql`set local enable_hashjoin = off`);
+    await tx.execute(sql`set local enable_mergejoin = off`);
     // The window is read once, into a materialized CTE that both aggregates scan: filtering
     // events on type directly would let the planner read the type index over the whole table.
-    const [result] = await rows<{ events: number; owners: number; ids: string[] | null }>(
+    // Liveness is read from what the update returns, not filtered on: a condition on
+    // merged_into would let the planner read every live profile through that index.
+    const [result] = await rows<{
+      events: number;
+      owners: number;
+      tombstones: number;
+      ids: string[] | null;
+    }>(
       tx,
       sql`with w as materialized (
             select profile_id, type, name, "timestamp", revenue from events e where ${window}
@@ -129,6 +142,7 @@ export async function foldNewEvents(
               max("timestamp") filter (where revenue is not null) as last_purchase
             from w
             group by profile_id
+            order by profile_id
           ),
           changed as (
             update profiles p set
@@ -140,15 +154,18 @@ export async function foldNewEvents(
               last_purchase_at = greatest(p.last_purchase_at, d.last_purchase),
               updated_at = now()
             from d
-            where p.id = d.profile_id and p.merged_into is null
-            returning p.id
+            where p.id = d.profile_id
+            returning p.id, p.merged_into
           )
           select (select count(*)::int from w) as events,
             (select count(*)::int from d) as owners,
-            (select array_agg(id::text) from changed) as ids`,
+            (select count(*)::int from changed where merged_into is not null) as tombstones,
+            (select array_agg(id::text) from changed where merged_into is null) as ids`,
     );
     const changed = result!.ids ?? [];
-    if (!careful && changed.length !== result!.owners) {
+    // A tombstone is never counted into: the fold is rolled back and done again under locks,
+    // which first moves the tombstone's events to its survivor.
+    if (result!.tombstones > 0 || (!careful && changed.length !== result!.owners)) {
       throw new RetryTransaction('a profile of the window was merged or erased during the fold');
     }
     await tx.execute(

@@ -46,8 +46,9 @@ export interface Resolution {
   /** Existing profiles that gained an identifying identity: they are customers now. */
   customers: Set<string>;
   /**
-   * Existing profiles that gained an identity here. They must be locked live before commit: a
-   * merge committing meanwhile would leave the new identity on a tombstone.
+   * Existing profiles that gained an identity here. They must be locked live before commit (a
+   * key-share lock is enough): a merge committing meanwhile would leave the new identity on a
+   * tombstone.
    */
   gained: Set<string>;
   /** Profiles created in this transaction: live until it commits. */
@@ -366,16 +367,22 @@ export async function mergeProfiles(
 
 /**
  * Lock live profiles in id order and check they are still live; a profile merged or erased
- * since it was resolved means the transaction must be retried.
+ * since it was resolved means the transaction must be retried. `key share` is for profiles
+ * whose row does not change: it holds off merges and erasures (which lock `for update`) but
+ * not the fold's update of computed traits.
  */
-export async function lockLiveProfiles(tx: Db, ids: string[]): Promise<void> {
+export async function lockLiveProfiles(
+  tx: Db,
+  ids: string[],
+  strength: 'update' | 'key share' = 'update',
+): Promise<void> {
   if (ids.length === 0) return;
   const sorted = [...ids].sort();
   // merged_into is checked here, not in SQL, for the reason given in checkLive.
   const locked = await rows<{ merged_into: string | null }>(
     tx,
     sql`select merged_into from profiles where id = any(${uuidArray(sorted)})
-        order by id for update`,
+        order by id for ${sql.raw(strength === 'update' ? 'update' : 'key share')}`,
   );
   if (locked.length !== sorted.length || locked.some((p) => p.merged_into !== null)) {
     throw new RetryTransaction('a profile was merged or erased concurrently');
