@@ -2,7 +2,8 @@
  * Sync benchmark: a segment of 1M members to the Mailchimp emulator through the real engine and
  * plugin — (a) the first full sync with 0 ms and with 200 ms of emulator latency, against the
  * bound the vendor's limits allow (10 connections × 500 members per call ÷ latency); (b) a
- * re-run with no change (time and API calls); (c) a 1% change (only that delta sent).
+ * re-run with no change (time and API calls); (c) a 1% change (only that delta sent). The
+ * emulator runs on its own thread (remote-emulator.ts), as the service runs on its own machine.
  *
  *   npm run bench:sync -- --pg                  # PostgreSQL (the targets are for it)
  *   npm run bench:sync -- --members 100000      # smaller
@@ -20,7 +21,6 @@ import { openHubDatabase } from '../../src/server.ts';
 import { runSync, type SyncDeps } from '../../src/sync/engine.ts';
 import { createRegistry } from '../../src/sync/registry.ts';
 import { createSync } from '../../src/sync/store.ts';
-import { startMailchimpEmulator } from '../../test/emulators/mailchimp/index.ts';
 import {
   commit,
   DEFAULT_PG_URL,
@@ -30,6 +30,7 @@ import {
   saveResult,
   scratch,
 } from '../support.ts';
+import { startRemoteMailchimp } from './remote-emulator.ts';
 
 function options() {
   const { values } = parseArgs({
@@ -81,7 +82,7 @@ async function main() {
     console.error(`[${new Date().toISOString().slice(11, 19)}] ${text}`);
   const place = await scratch(opts.driver, opts.pgUrl, 'sync');
   const database = await openHubDatabase(place.config);
-  const mailchimp = await startMailchimpEmulator({ validate: false });
+  const mailchimp = await startRemoteMailchimp();
   try {
     const { db } = database;
     log(`generating ${opts.members.toLocaleString('en-US')} members`);
@@ -97,7 +98,7 @@ async function main() {
 
     /** A fresh audience and sync, then one timed run. */
     const fullSync = async (latencyMs: number) => {
-      const list = mailchimp.createList({ name: `bench ${latencyMs} ms` });
+      const list = await mailchimp.createList({ name: `bench ${latencyMs} ms` });
       const destination = await createDestination(db, deps, admin, {
         name: `mailchimp ${latencyMs} ms ${uuidv7()}`,
         plugin: 'mailchimp',
@@ -112,18 +113,21 @@ async function main() {
           { from: 'trait:first_name', to: 'FNAME' },
         ],
       });
-      mailchimp.setLatency(latencyMs);
-      const before = mailchimp.requests.length;
+      await mailchimp.setLatency(latencyMs);
+      const before = (await mailchimp.stats()).requests;
       const cpu = process.cpuUsage();
+      const loop = performance.eventLoopUtilization();
       const started = performance.now();
       const run = await runSync(db, deps, sync.id, 'manual');
       const seconds = (performance.now() - started) / 1000;
       const cpuSeconds = (process.cpuUsage(cpu).user + process.cpuUsage(cpu).system) / 1e6;
-      mailchimp.setLatency(0);
+      const busySeconds = performance.eventLoopUtilization(loop).active / 1000;
+      await mailchimp.setLatency(0);
+      const stats = await mailchimp.stats();
       if (run.status !== 'succeeded' || run.added !== opts.members) {
         throw new Error(`run ${run.id}: ${run.status}, added ${run.added}: ${run.error}`);
       }
-      const calls = mailchimp.requests.length - before;
+      const calls = stats.requests - before;
       const bound = latencyMs > 0 ? (10 * 500) / (latencyMs / 1000) : null;
       const rate = opts.members / seconds;
       log(
@@ -140,10 +144,13 @@ async function main() {
           calls,
           boundMembersPerSecond: bound,
           ofBound: bound ? Number((rate / bound).toFixed(2)) : null,
+          // Both threads: the hub's and the emulator's.
           processCpuSeconds: Number(cpuSeconds.toFixed(1)),
-          cpuMicrosecondsPerMember: Math.round((cpuSeconds * 1e6) / opts.members),
-          peakConnections: mailchimp.stats.peakInFlight,
-          refusedForConcurrency: mailchimp.stats.refusedForConcurrency,
+          // The hub's event loop alone.
+          hubLoopBusySeconds: Number(busySeconds.toFixed(1)),
+          hubLoopMicrosecondsPerMember: Math.round((busySeconds * 1e6) / opts.members),
+          peakConnections: stats.peakInFlight,
+          refusedForConcurrency: stats.refusedForConcurrency,
         },
       };
     };
@@ -154,12 +161,12 @@ async function main() {
     const slow = await fullSync(opts.latencyMs);
 
     log('(b) re-run with no change');
-    const before = mailchimp.requests.length;
+    const before = (await mailchimp.stats()).requests;
     let started = performance.now();
     const idle = await runSync(db, deps, fast.sync.id, 'manual');
     const noChange = {
       seconds: Number(((performance.now() - started) / 1000).toFixed(2)),
-      calls: mailchimp.requests.length - before,
+      calls: (await mailchimp.stats()).requests - before,
       sent: idle.added + idle.updated + idle.removed,
     };
     log(`  ${noChange.seconds} s, ${noChange.calls} calls`);
@@ -169,14 +176,14 @@ async function main() {
     await db.execute(sql`
       update profiles set traits = traits || jsonb_build_object('first_name', 'Renamed')
       where id in (select id from profiles order by id limit ${changed})`);
-    const callsBefore = mailchimp.requests.length;
+    const callsBefore = (await mailchimp.stats()).requests;
     started = performance.now();
     const delta = await runSync(db, deps, fast.sync.id, 'manual');
     const onePercent = {
       changed,
       seconds: Number(((performance.now() - started) / 1000).toFixed(2)),
       updated: delta.updated,
-      calls: mailchimp.requests.length - callsBefore,
+      calls: (await mailchimp.stats()).requests - callsBefore,
     };
     log(`  ${onePercent.updated} updated in ${onePercent.seconds} s, ${onePercent.calls} calls`);
     const [held] = await rows<{ n: number }>(
@@ -193,7 +200,7 @@ async function main() {
       noChange,
       onePercent,
       ledgerRows: held!.n,
-      audienceMembers: mailchimp.memberCount(fast.list.id),
+      audienceMembers: await mailchimp.memberCount(fast.list.id),
       machine: machine(loadAtStart, await postgresVersion(opts.driver, opts.pgUrl)),
     };
     console.log(JSON.stringify(summary));
