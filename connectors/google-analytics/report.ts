@@ -19,7 +19,7 @@ import {
   type PluginContext,
   type SourceMessage,
 } from 'audiencehub/sdk';
-import type { analyticsdata_v1beta } from 'googleapis';
+import type { analyticsdata_v1beta } from 'googleapis/build/src/apis/analyticsdata/index.js';
 import { call, propertyName, type GaConfig } from './client.ts';
 import { addDays, dayIn, EARLIEST_ZONE, fromCompactDay, isDay, lastSettledDay } from './dates.ts';
 

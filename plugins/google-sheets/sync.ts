@@ -14,7 +14,7 @@
  * write, the workbook's grid (Σ rows × columns of every tab) after the batch is checked against
  * the 10,000,000-cell limit. README.md says why each choice was made.
  */
-import type { sheets_v4 } from 'googleapis';
+import type { sheets_v4 } from 'googleapis/build/src/apis/sheets/index.js';
 import {
   ConfigError,
   type DestinationPrepare,
