@@ -292,13 +292,20 @@ export async function computeIncrementally(
     const horizon = Number(cursor.folded ?? 0);
     const to = Math.min(horizon, from + maxEvents);
     if (to <= from) return none;
-    const touched = await rows<{ id: string; n: number }>(
+    // The window's profiles first, then each looked up by key: a join condition on merged_into
+    // lets the planner (without statistics) read every live profile through its index, a cost
+    // that grows with the table rather than the window. Liveness is filtered here, not in SQL.
+    const window = await rows<{ id: string; n: number; merged_into: string | null }>(
       tx,
-      sql`select e.profile_id as id, count(*)::int as n from events e
-          join profiles p on p.id = e.profile_id and p.merged_into is null
-          where e.id > ${from} and e.id <= ${to}
-          group by e.profile_id`,
+      sql`with t as materialized (
+            select profile_id as id, count(*)::int as n from events
+            where id > ${from} and id <= ${to}
+            group by profile_id
+          )
+          select t.id, t.n, p.merged_into from t
+          cross join lateral (select merged_into from profiles where id = t.id) p`,
     );
+    const touched = window.filter((t) => t.merged_into === null);
     const ids = touched.map((t) => t.id);
     const result: IncrementalResult = {
       events: touched.reduce((n, t) => n + t.n, 0),
