@@ -313,9 +313,12 @@ function collectIdentities(
   context: Record<string, unknown>,
   config: HubConfig,
 ): IdentityKey[] {
-  const out = new Map<string, IdentityKey>();
+  // A handful at most: an array searched in place costs less than a keyed map per message.
+  const out: IdentityKey[] = [];
   const add = (type: string, value: string | null) => {
-    if (value) out.set(`${type}:${value}`, { type, value });
+    if (!value) return;
+    for (const known of out) if (known.type === type && known.value === value) return;
+    out.push({ type, value });
   };
   add(IDENTITY.userId, userId);
   add(IDENTITY.anonymousId, anonymousId);
@@ -333,7 +336,7 @@ function collectIdentities(
       add(type, normaliseIdentity(type, ext.id, config.defaultPhoneCountry));
     }
   }
-  return [...out.values()];
+  return out;
 }
 
 function revenueOf(
