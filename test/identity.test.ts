@@ -50,6 +50,34 @@ describe(`identity resolution (${driver})`, () => {
     expect(await profileOf(db, 'user_id', 'u-1')).toBe(p!.id);
   });
 
+  it('gathers identities from ids, traits, context traits and external ids, each once', () => {
+    const parsed = parseMessage(
+      {
+        type: 'identify',
+        userId: ' u-9 ',
+        anonymousId: 'anon-9',
+        traits: { email: 'Eve@Example.com' },
+        context: {
+          traits: { email: 'eve@example.COM', phone: '+44 7911 123456' },
+          externalIds: [
+            { id: 'C-77', type: 'Crm_Id', collection: 'users', encoding: 'none' },
+            { id: 'C-77', type: 'crm_id', collection: 'users', encoding: 'none' },
+            { id: 'G-1', type: 'group_ref', collection: 'accounts', encoding: 'none' },
+          ],
+        },
+      },
+      { source: 'web', receivedAt: new Date(), config },
+    );
+    if (!parsed.ok) throw new Error(JSON.stringify(parsed.errors));
+    expect(parsed.message.identities).toEqual([
+      { type: 'user_id', value: 'u-9' },
+      { type: 'anonymous_id', value: 'anon-9' },
+      { type: 'email', value: 'eve@example.com' },
+      { type: 'phone', value: '+447911123456' },
+      { type: 'crm_id', value: 'C-77' },
+    ]);
+  });
+
   it('normalises phones to E.164 and ignores values that are not phones or emails', async () => {
     await send(db, config, [
       {
