@@ -40,7 +40,9 @@ export interface RequestLimiter {
 
 /**
  * A limiter for a service's declared limits: at most `concurrency` requests in flight and
- * `requestsPerSecond` started per second (a fraction spaces them further apart).
+ * `requestsPerSecond` started per second. Starts are spaced 1000 / `requestsPerSecond` ms apart,
+ * so no second — counted from any moment, as services count — holds more than the limit; a
+ * fixed window of one second would let two full windows meet at their edge.
  *
  * @example
  * const limiter = createRequestLimiter({ requestsPerSecond: 4, concurrency: 2 }); // HubSpot search: 4/s
@@ -53,11 +55,7 @@ export function createRequestLimiter(limits: {
   const rate = limits.requestsPerSecond;
   const queue = new PQueue({
     concurrency: limits.concurrency ?? Infinity,
-    ...(rate === undefined
-      ? {}
-      : Number.isInteger(rate)
-        ? { intervalCap: rate, interval: 1000 }
-        : { intervalCap: 1, interval: Math.ceil(1000 / rate) }),
+    ...(rate === undefined ? {} : { intervalCap: 1, interval: Math.ceil(1000 / rate) }),
   });
   return {
     schedule: (task, signal) => queue.add(task, { signal }),

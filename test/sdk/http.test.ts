@@ -11,6 +11,7 @@ import {
   VendorError,
   z,
 } from '../../src/sdk/index.ts';
+import { createRequestLimiter } from '../../src/sdk/http.ts';
 
 /** A scripted server: each request takes the next answer from `script`. */
 type Answer = (req: IncomingMessage, res: ServerResponse) => void;
@@ -174,5 +175,42 @@ describe('the SDK HTTP client on redirects', () => {
     expect(failure).toBeInstanceOf(VendorError);
     expect((failure as VendorError).request.status).toBe(302);
     expect(seen.map((s) => `${s.method} ${s.url}`)).toEqual(['POST /moved']);
+  });
+});
+
+describe('the request limiter', () => {
+  it('never starts more than the limit within any one second', async () => {
+    const limiter = createRequestLimiter({ requestsPerSecond: 4 });
+    const started: number[] = [];
+    const request = () =>
+      limiter.schedule(async () => {
+        started.push(performance.now());
+      });
+    // One request, then a burst most of a second later: a window of one second counted from the
+    // first would take three more at once, and four again as the next window opens.
+    const first = request();
+    await new Promise((resolve) => setTimeout(resolve, 900));
+    await Promise.all([first, ...Array.from({ length: 9 }, request)]);
+    expect(started).toHaveLength(10);
+    // The fifth start after any start is at least a second later (a millisecond for the clock).
+    for (let i = 0; i + 4 < started.length; i++) {
+      expect(started[i + 4]! - started[i]!).toBeGreaterThanOrEqual(999);
+    }
+  });
+
+  it('keeps at most `concurrency` requests in flight', async () => {
+    const limiter = createRequestLimiter({ concurrency: 2 });
+    let inFlight = 0;
+    let peak = 0;
+    await Promise.all(
+      Array.from({ length: 6 }, () =>
+        limiter.schedule(async () => {
+          peak = Math.max(peak, ++inFlight);
+          await new Promise((resolve) => setTimeout(resolve, 20));
+          inFlight--;
+        }),
+      ),
+    );
+    expect(peak).toBe(2);
   });
 });
