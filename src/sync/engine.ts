@@ -480,7 +480,8 @@ function queueFor(deps: SyncDeps, sync: LoadedSync): PQueue {
     const { concurrency, callsPerSecond } = sync.plugin.limits;
     queue = new PQueue({
       concurrency,
-      ...(callsPerSecond ? { intervalCap: callsPerSecond, interval: 1000 } : {}),
+      // Starts spaced evenly, so no second counted from any moment holds more than the limit.
+      ...(callsPerSecond ? { intervalCap: 1, interval: Math.ceil(1000 / callsPerSecond) } : {}),
     });
     queues.set(key, queue);
   }

@@ -577,6 +577,53 @@ describe(`prepare (${driver})`, () => {
     expect(memory.prepared).toEqual([]);
   });
 
+  it('starts no more calls in any one second than the plugin declares', async () => {
+    const calls: number[] = [];
+    const paced: typeof memory.plugin = {
+      ...memory.plugin,
+      name: 'memory-paced',
+      limits: { batchSize: 1, concurrency: 10, callsPerSecond: 5 },
+      // A slow set-up, so the batches come most of a second after the first call.
+      prepare: async (input, ctx) => {
+        calls.push(performance.now());
+        await new Promise((resolve) => setTimeout(resolve, 900));
+        return memory.plugin.prepare!(input, ctx);
+      },
+      sync: (input, ctx) => {
+        calls.push(performance.now());
+        return memory.plugin.sync(input, ctx);
+      },
+    };
+    deps.registry.register(paced);
+    await send(
+      db,
+      config,
+      [1, 2, 3, 4, 5, 6, 7, 8].map((n) => person(n, 'pro')),
+    );
+    const { segment, refresh } = await setUp();
+    await refresh();
+    const destination = await createDestination(db, deps, admin, {
+      name: 'paced',
+      plugin: 'memory-paced',
+      config: { apiKey: 'sk-live-9f8e7d' },
+    });
+    const sync = await createSync(db, deps, admin, {
+      segmentId: segment.id,
+      destinationId: destination.id,
+      mode: 'mirror',
+      mapping: [{ from: 'identity:email', to: 'email' }],
+    });
+    expect(await runSync(db, deps, sync.id, 'manual')).toMatchObject({
+      status: 'succeeded',
+      added: 8,
+    });
+    expect(calls).toHaveLength(9);
+    // The sixth call after any call starts at least a second later (a millisecond for the clock).
+    for (let i = 0; i + 5 < calls.length; i++) {
+      expect(calls[i + 5]! - calls[i]!).toBeGreaterThanOrEqual(999);
+    }
+  });
+
   it("waits its turn in the limit key's queue, behind the batches of other syncs", async () => {
     deps.registry.register({
       ...memory.plugin,
