@@ -403,7 +403,11 @@ export const syncState = pgTable(
     profileId: uuid('profile_id').notNull(),
     /** The mapped values the destination confirmed (or, when rejected, the values refused). */
     values: jsonb('values').$type<Record<string, unknown>>().notNull(),
-    /** `ok` (present at the destination) or `rejected` (refused; retried when values change). */
+    /**
+     * `ok` (present at the destination), `rejected` (refused; sent again when its values change),
+     * or a mark asking the next run to send the row whatever its values: `resend` (held; sent as
+     * an update) or `retry` (rejected; sent as an add). See `markForResend` in src/sync/engine.ts.
+     */
     status: text('status').notNull(),
     reason: text('reason'),
     /** What the plugin keeps for the row (RowResult `state`): a vendor id, who created it… */
