@@ -34,6 +34,7 @@ import {
 import { bearerSecurity, requireRole, rolesNote, type ApiEnv } from './auth.ts';
 import { IdParam, Limit, cursorOf, pageOf, toPage } from './params.ts';
 import { inBody, problemResponses, redact, validationHook } from './problem.ts';
+import { jsonResponse as json } from './config-schema.ts';
 
 const Time = z.iso.datetime();
 const Count = z.number().int();
@@ -250,10 +251,6 @@ const READ = ['admin', 'marketer', 'integrator'] as const;
 const WRITE = ['admin', 'marketer'] as const;
 const reader = { tags, security: bearerSecurity };
 const writer = { tags, security: bearerSecurity, middleware: requireRole(...WRITE) };
-const json = <T extends z.ZodType>(schema: T, description: string) => ({
-  description,
-  content: { 'application/json': { schema } },
-});
 
 const list = createRoute({
   ...reader,

@@ -22,6 +22,7 @@ import { bearerSecurity, requireRole, rolesNote, type ApiEnv } from './auth.ts';
 import { syncDepsOf } from './destinations.ts';
 import { IdParam, Limit, cursorOf, pageOf, toPage } from './params.ts';
 import { inBody, problemResponses, validationHook } from './problem.ts';
+import { jsonResponse as json } from './config-schema.ts';
 
 const Time = z.iso.datetime();
 const Count = z.number().int();
@@ -153,10 +154,6 @@ const tags = ['Syncs'];
 /** Syncs are the team's: admins and marketers manage any of them; integrators do not see them. */
 const ROLES = ['admin', 'marketer'] as const;
 const member = { tags, security: bearerSecurity, middleware: requireRole(...ROLES) };
-const json = <T extends z.ZodType>(schema: T, description: string) => ({
-  description,
-  content: { 'application/json': { schema } },
-});
 const page = { limit: Limit, cursor: cursorOf(Count) };
 
 const list = createRoute({
