@@ -5,11 +5,10 @@
  * and the quota windows move when a test says so.
  */
 import { generateKeyPairSync } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { appendFile, copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import {
@@ -26,6 +25,7 @@ import {
   type EventInput,
   type Ga4Emulator,
 } from '../../test/emulators/ga4/index.ts';
+import { datasetFile } from '../../test/support/datasets.ts';
 import connector from './index.ts';
 import { GaConfig } from './client.ts';
 
@@ -455,22 +455,6 @@ describe('google-analytics: daily_user_events from the Data API', () => {
     expect(report.map((c) => c.check)).toContain('an incremental read yields only what changed');
   }, 120_000);
 });
-
-/** The shared datasets folder: AUDIENCEHUB_DATASETS, else the nearest shared/datasets upwards. */
-function datasetFile(name: string): string {
-  const candidates: string[] = [];
-  if (process.env.AUDIENCEHUB_DATASETS) candidates.push(process.env.AUDIENCEHUB_DATASETS);
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    candidates.push(join(dir, 'shared', 'datasets'));
-    const parent = dirname(dir);
-    if (parent === dir) break;
-    dir = parent;
-  }
-  candidates.push('/work/shared/datasets');
-  for (const c of candidates) if (existsSync(join(c, name))) return join(c, name);
-  throw new Error(`${name} not found in ${candidates.join(', ')}; set AUDIENCEHUB_DATASETS`);
-}
 
 describe('google-analytics: events from BigQuery export files', () => {
   const SAMPLE = datasetFile(

@@ -15,36 +15,18 @@
  * - an invoice's revenue is Σ Quantity × UnitPrice of its rows, computed exactly (prices
  *   have at most 3 decimals) and rounded to cents, half away from zero.
  */
-import { createReadStream, existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { createReadStream } from 'node:fs';
 import { createGunzip } from 'node:zlib';
 import { testConfig, type HubConfig } from '../../src/config.ts';
 import type { Db } from '../../src/db/index.ts';
 import { ingestMessages } from '../../src/events/ingest.ts';
 import { parseMessage, type PreparedMessage } from '../../src/events/message.ts';
 
-export const ONLINE_RETAIL_CSV = datasetFile('online_retail/online_retail.csv.gz');
+import { datasetFile } from './datasets.ts';
 
-/**
- * A file of the shared public datasets: under AUDIENCEHUB_DATASETS when set, else in the
- * nearest `shared/datasets` beside the repository or one of its parents (the workplace keeps it
- * at ../shared), else /work/shared/datasets. A missing dataset fails the suite that needs it.
- */
-export function datasetFile(relative: string): string {
-  const candidates: string[] = [];
-  if (process.env.AUDIENCEHUB_DATASETS) candidates.push(process.env.AUDIENCEHUB_DATASETS);
-  let dir = fileURLToPath(new URL('../../', import.meta.url));
-  for (;;) {
-    candidates.push(join(dir, '..', 'shared', 'datasets'));
-    const parent = dirname(dir);
-    if (parent === dir) break;
-    dir = parent;
-  }
-  candidates.push('/work/shared/datasets');
-  const found = candidates.map((c) => join(c, relative)).find((path) => existsSync(path));
-  return found ?? join(candidates[0]!, relative);
-}
+export { datasetFile };
+
+export const ONLINE_RETAIL_CSV = datasetFile('online_retail/online_retail.csv.gz');
 
 /** The source name the dataset is ingested under. */
 export const ONLINE_RETAIL_SOURCE = 'online-retail';

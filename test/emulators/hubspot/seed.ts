@@ -5,10 +5,9 @@
  * test importing both sources can check that their people merge. Deterministic: the same
  * options give the same account.
  */
-import { readFileSync, existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { readFileSync } from 'node:fs';
 import { parse } from 'csv-parse/sync';
+import { datasetFile } from '../../support/datasets.ts';
 import type { ContactView, HubSpotEmulator, OwnerView } from './index.ts';
 import { ANALYTICS_SOURCES, LIFECYCLE_STAGES, type ContactInput } from './store.ts';
 
@@ -18,26 +17,6 @@ export interface PagilaCustomer {
   lastName: string;
   /** As Pagila writes it, upper case (`MARY.SMITH@sakilacustomer.org`). */
   email: string;
-}
-
-/**
- * The shared datasets folder: AUDIENCEHUB_DATASETS when set, else the nearest
- * `shared/datasets` beside the repository or one of its parents, else /work/shared/datasets
- * (the lookup of test/support/online-retail.ts, without loading the hub to get it).
- */
-function datasetFile(relative: string): string {
-  const candidates: string[] = [];
-  if (process.env.AUDIENCEHUB_DATASETS) candidates.push(process.env.AUDIENCEHUB_DATASETS);
-  let dir = fileURLToPath(new URL('../../../', import.meta.url));
-  for (;;) {
-    candidates.push(join(dir, '..', 'shared', 'datasets'));
-    const parent = dirname(dir);
-    if (parent === dir) break;
-    dir = parent;
-  }
-  candidates.push('/work/shared/datasets');
-  const found = candidates.map((c) => join(c, relative)).find((path) => existsSync(path));
-  return found ?? join(candidates[0]!, relative);
 }
 
 export const PAGILA_CUSTOMERS_CSV = datasetFile('erp/pagila/customer.csv');
