@@ -2,6 +2,7 @@
  * What every vendor emulator in test/emulators offers: a base URL to point the vendor's real SDK
  * at, a record of the requests it served, and switches for the failures a real service shows.
  * The conformance kit (src/sdk) drives plugins against emulators through this interface.
+ * ./http-harness.ts serves the HTTP side of it for every emulator.
  */
 
 /** A failure to inject into the next requests (all of them while `count` is undefined). */

@@ -16,17 +16,11 @@
  * const ga = google.analyticsdata({ version: 'v1beta', auth, rootUrl: emulator.url, retry: false });
  * await ga.properties.runReport({ property: 'properties/123', requestBody: { … } });
  */
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { gunzipSync } from 'node:zlib';
+import { startHttpEmulator, whenAnswered, type Exchange } from '../http-harness.ts';
 import type { Emulator, Fault, RecordedRequest } from '../types.ts';
-import {
-  authenticate,
-  DEFAULT_PROJECT,
-  type Credentials,
-  type Principal,
-  type ServiceAccount,
-} from './auth.ts';
+import { authenticate, DEFAULT_PROJECT, type Credentials, type ServiceAccount } from './auth.ts';
 import { CUSTOM_DIMENSION, catalogFor, type EventFact } from './catalog.ts';
 import {
   Ga4ApiError,
@@ -230,7 +224,6 @@ function faultAnswer(fault: Extract<Fault, { kind: 'status' }>): Answer {
  */
 export async function startGa4Emulator(options: Ga4EmulatorOptions = {}): Promise<Ga4Emulator> {
   const now = options.now ?? Date.now;
-  const started = Date.now();
   const spec = options.validate ? analyticsDataSpec(options.discoveryFile) : undefined;
   const tokenCost = options.tokenCost ?? defaultTokenCost;
   const credentials: Credentials = {
@@ -246,18 +239,8 @@ export async function startGa4Emulator(options: Ga4EmulatorOptions = {}): Promis
     now,
   };
   const properties = new Map<string, Property>();
-  const requests: Ga4RecordedRequest[] = [];
   const violations: SpecViolation[] = [];
-  const faults: Array<{ fault: Fault; left?: number }> = [];
-  let latency = 0;
   let nextId = 300_000_000;
-
-  const nextFault = (): Fault | undefined => {
-    const head = faults[0];
-    if (!head) return undefined;
-    if (head.left !== undefined && --head.left <= 0) faults.shift();
-    return head.fault;
-  };
 
   const property = (id: string): Property => {
     const p = properties.get(id);
@@ -272,7 +255,6 @@ export async function startGa4Emulator(options: Ga4EmulatorOptions = {}): Promis
     raw: Buffer,
     record: Ga4RecordedRequest,
     routed: { operation: string; propertyId: string },
-    caller: { principal?: Principal },
   ): Answer => {
     const method = req.method ?? 'GET';
     let body: unknown;
@@ -312,7 +294,6 @@ export async function startGa4Emulator(options: Ga4EmulatorOptions = {}): Promis
       routed.operation,
     );
     if (who instanceof Ga4ApiError) return answerError(who);
-    caller.principal = who;
     record.principal = who.id;
 
     if (!/^\d+$/.test(routed.propertyId)) {
@@ -392,107 +373,85 @@ export async function startGa4Emulator(options: Ga4EmulatorOptions = {}): Promis
     res.end(text);
   };
 
-  const server = createServer((req, res) => {
-    const fault = nextFault();
-    const record: Ga4RecordedRequest = {
-      method: req.method ?? 'GET',
-      path: req.url ?? '/',
-      status: 0,
-      at: Date.now() - started,
-    };
-    requests.push(record);
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      const url = new URL(req.url ?? '/', 'http://127.0.0.1');
-      const routed = route(req.method ?? 'GET', url.pathname);
-      record.operation = routed?.operation;
-      record.propertyId = routed?.propertyId;
-      const counted = routed ? properties.get(routed.propertyId) : undefined;
-      if (counted) counted.quota.inFlight++;
-      const caller: { principal?: Principal } = {};
-      void (async () => {
-        if (latency > 0) await new Promise((r) => setTimeout(r, latency));
-        if (fault?.kind === 'drop') {
-          record.fault = 'drop';
-          req.socket.destroy();
-          return;
-        }
-        let answer: Answer;
-        if (fault?.kind === 'status') {
-          record.fault = 'status';
-          answer = faultAnswer(fault);
-          if (counted && fault.status >= 500) {
-            const who = authenticate(req.headers.authorization, url.searchParams, credentials, '');
-            counted.quota.serverError(
-              who instanceof Ga4ApiError ? DEFAULT_PROJECT : who.project,
-              now(),
-            );
-          }
-        } else if (!routed) {
-          answer = {
-            status: 404,
-            body: htmlErrorPage(404),
-            headers: { 'content-type': 'text/html; charset=UTF-8' },
-          };
-        } else {
-          try {
-            answer = handle(req, url, Buffer.concat(chunks), record, routed, caller);
-          } catch (e) {
-            if (!(e instanceof Ga4ApiError)) throw e;
-            answer = answerError(e);
-          }
-        }
-        record.status = answer.status;
-        if (answer.status >= 400) {
-          const b = answer.body as { error?: { message?: string } } | string;
-          record.error = typeof b === 'string' ? `HTTP ${answer.status}` : b.error?.message;
-        }
-        if (fault?.kind === 'drop-after-apply') {
-          record.fault = 'drop-after-apply';
-          req.socket.destroy();
-          return;
-        }
-        send(res, answer);
-      })()
-        .catch((e: unknown) => {
-          record.status = 500;
-          record.error = `emulator bug: ${e instanceof Error ? e.stack : String(e)}`;
-          if (!res.headersSent) {
-            send(res, answerError(new Ga4ApiError('INTERNAL', 'Internal error encountered.')));
-          }
-        })
-        .finally(() => {
-          if (counted) counted.quota.inFlight--;
-        });
-    });
+  /** The transport: injected faults and latency, the 404 of unknown paths, then `handle`. */
+  const serve = async ({
+    req,
+    res,
+    record,
+    url,
+    body,
+    delay,
+    takeFault,
+  }: Exchange<Ga4RecordedRequest>): Promise<void> => {
+    const fault = takeFault();
+    const routed = route(req.method ?? 'GET', url.pathname);
+    record.operation = routed?.operation;
+    record.propertyId = routed?.propertyId;
+    const counted = routed ? properties.get(routed.propertyId) : undefined;
+    if (counted) {
+      counted.quota.inFlight++;
+      whenAnswered(res, () => counted.quota.inFlight--);
+    }
+    await delay();
+    if (fault?.kind === 'drop') {
+      record.fault = 'drop';
+      req.socket.destroy();
+      return;
+    }
+    let answer: Answer;
+    if (fault?.kind === 'status') {
+      record.fault = 'status';
+      answer = faultAnswer(fault);
+      if (counted && fault.status >= 500) {
+        const who = authenticate(req.headers.authorization, url.searchParams, credentials, '');
+        counted.quota.serverError(
+          who instanceof Ga4ApiError ? DEFAULT_PROJECT : who.project,
+          now(),
+        );
+      }
+    } else if (!routed) {
+      answer = {
+        status: 404,
+        body: htmlErrorPage(404),
+        headers: { 'content-type': 'text/html; charset=UTF-8' },
+      };
+    } else {
+      try {
+        answer = handle(req, url, body, record, routed);
+      } catch (e) {
+        if (!(e instanceof Ga4ApiError)) throw e;
+        answer = answerError(e);
+      }
+    }
+    record.status = answer.status;
+    if (answer.status >= 400) {
+      const b = answer.body as { error?: { message?: string } } | string;
+      record.error = typeof b === 'string' ? `HTTP ${answer.status}` : b.error?.message;
+    }
+    if (fault?.kind === 'drop-after-apply') {
+      record.fault = 'drop-after-apply';
+      req.socket.destroy();
+      return;
+    }
+    send(res, answer);
+  };
+
+  const http = await startHttpEmulator({
+    handle: serve,
+    onError(e, { res, record }) {
+      record.status = 500;
+      record.error = `emulator bug: ${e instanceof Error ? e.stack : String(e)}`;
+      if (!res.headersSent) {
+        send(res, answerError(new Ga4ApiError('INTERNAL', 'Internal error encountered.')));
+      }
+    },
+    // Outlive the client's idle keep-alive sockets so it never reuses one being closed.
+    keepAliveTimeout: 60_000,
   });
-  // Outlive the client's idle keep-alive sockets so it never reuses one being closed.
-  server.keepAliveTimeout = 60_000;
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
 
   const emulator: Ga4Emulator = {
-    url: `http://127.0.0.1:${port}`,
-    requests,
+    ...http,
     violations,
-    setLatency(ms) {
-      latency = ms;
-    },
-    inject(fault) {
-      if (fault.count !== undefined && fault.count <= 0) return;
-      faults.push({ fault, left: fault.count });
-    },
-    clearFaults() {
-      faults.length = 0;
-      latency = 0;
-    },
-    async close() {
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      });
-    },
     createProperty(opts = {}) {
       const id = opts.propertyId ?? String(nextId++);
       if (!/^\d+$/.test(id)) throw new Error(`a property id is a number, not ${id}`);

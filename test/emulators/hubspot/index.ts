@@ -15,9 +15,9 @@
  * await hubspot.close();
  */
 import { randomUUID } from 'node:crypto';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import type { Emulator, Fault, RecordedRequest } from '../types.ts';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { startHttpEmulator, type Exchange } from '../http-harness.ts';
+import type { Emulator, RecordedRequest } from '../types.ts';
 import { errors, HubSpotError } from './errors.ts';
 import { SlidingWindow } from './limits.ts';
 import { ALL_SCOPES, route, type ApiResponse, type Route } from './routes.ts';
@@ -109,11 +109,6 @@ export interface HubSpotEmulator extends Emulator {
   addPropertyOption(property: ContactProperty, value: string, label: string): void;
 }
 
-interface ActiveFault {
-  fault: Fault;
-  remaining: number | undefined;
-}
-
 const API = '/crm/v3';
 
 /**
@@ -135,14 +130,10 @@ export async function startHubSpotEmulator(
   const searchLimit = options.searchRequestsPerSecond ?? 4;
   const burstLimit = options.requestsPerTenSeconds ?? 100;
   const store = new HubSpotStore();
-  const startedAt = Date.now();
   const searchWindows = new Map<string, SlidingWindow>();
   const burstWindows = new Map<string, SlidingWindow>();
   const searchSeconds = new Map<number, number>();
-  const requests: HubSpotRequest[] = [];
   const stats = { refusedBySearchLimit: 0, refusedByBurstLimit: 0, peakSearchesPerSecond: 0 };
-  let faults: ActiveFault[] = [];
-  let latency = 0;
   let baseUrl = '';
 
   const windowOf = (map: Map<string, SlidingWindow>, token: string, limit: number, ms: number) => {
@@ -150,32 +141,6 @@ export async function startHubSpotEmulator(
     if (!window) map.set(token, (window = new SlidingWindow(limit, ms)));
     return window;
   };
-
-  const nextFault = (): Fault | undefined => {
-    const active = faults[0];
-    if (!active) return undefined;
-    if (active.remaining !== undefined && --active.remaining <= 0) faults.shift();
-    return active.fault;
-  };
-
-  const server = createServer((req, res) => {
-    const record: HubSpotRequest = {
-      method: req.method ?? 'GET',
-      path: req.url ?? '/',
-      status: 0,
-      at: Date.now() - startedAt,
-    };
-    requests.push(record);
-    const chunks: Buffer[] = [];
-    req.on('data', (chunk: Buffer) => chunks.push(chunk));
-    req.on('end', () => {
-      serve(req, res, record, Buffer.concat(chunks).toString('utf8')).catch((error: unknown) => {
-        // A bug in the emulator: answer like HubSpot's 500 rather than hang the client.
-        console.error('hubspot emulator:', error);
-        if (!res.headersSent) send(res, record, errors.server(500), randomUUID());
-      });
-    });
-  });
 
   function send(
     res: ServerResponse,
@@ -228,23 +193,23 @@ export async function startHubSpotEmulator(
     return undefined;
   }
 
-  async function serve(
-    req: IncomingMessage,
-    res: ServerResponse,
-    record: HubSpotRequest,
-    text: string,
-  ): Promise<void> {
+  async function serve({
+    req,
+    res,
+    record,
+    url,
+    body: raw,
+    delay,
+    takeFault,
+  }: Exchange<HubSpotRequest>): Promise<void> {
     const correlationId = randomUUID();
-    const url = new URL(req.url ?? '/', 'http://127.0.0.1');
     const method = (req.method ?? 'GET').toUpperCase();
-    const delay = latency;
-    const wait = () =>
-      delay > 0 ? new Promise((resolve) => setTimeout(resolve, delay)) : undefined;
     const answer = async (reply: ApiResponse | HubSpotError, headers?: Record<string, string>) => {
-      await wait();
+      await delay();
       send(res, record, reply, correlationId, headers);
     };
 
+    const text = raw.toString('utf8');
     let body: unknown;
     let badJson = false;
     if (text.trim() !== '') {
@@ -276,8 +241,8 @@ export async function startHubSpotEmulator(
     const refused = limit(auth.token, found, at);
     if (refused) return answer(refused);
 
-    await wait();
-    const fault = nextFault();
+    await delay();
+    const fault = takeFault();
     if (fault?.kind === 'status') {
       const error =
         fault.status === 429
@@ -335,12 +300,16 @@ export async function startHubSpotEmulator(
     send(res, record, reply, correlationId, headers);
   }
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port ?? 0, '127.0.0.1', () => resolve());
+  const http = await startHttpEmulator<HubSpotRequest>({
+    port: options.port,
+    handle: serve,
+    onError(error, { res, record }) {
+      // A bug in the emulator: answer like HubSpot's 500 rather than hang the client.
+      console.error('hubspot emulator:', error);
+      if (!res.headersSent) send(res, record, errors.server(500), randomUUID());
+    },
   });
-  const { port } = server.address() as AddressInfo;
-  baseUrl = `http://127.0.0.1:${port}`;
+  baseUrl = http.url;
 
   const when = (at: Date | number | undefined) =>
     at === undefined ? now() : typeof at === 'number' ? at : at.getTime();
@@ -361,27 +330,9 @@ export async function startHubSpotEmulator(
   });
 
   return {
-    url: baseUrl,
+    ...http,
     token: [...tokens.keys()][0]!,
-    requests,
     stats,
-    setLatency(ms) {
-      latency = ms;
-    },
-    inject(fault) {
-      if (fault.count !== undefined && fault.count <= 0) return;
-      faults.push({ fault, remaining: fault.count });
-    },
-    clearFaults() {
-      faults = [];
-      latency = 0;
-    },
-    close() {
-      return new Promise<void>((resolve, reject) => {
-        server.close((error) => (error ? reject(error) : resolve()));
-        server.closeAllConnections();
-      });
-    },
 
     createContact(input, opts = {}) {
       return contactView(store.createContact(input, when(opts.at)));

@@ -16,9 +16,9 @@
  * await mailchimp.close();
  */
 import { randomUUID } from 'node:crypto';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import type { Emulator, Fault, RecordedRequest } from '../types.ts';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { startHttpEmulator, whenAnswered, type Exchange } from '../http-harness.ts';
+import type { Emulator, RecordedRequest } from '../types.ts';
 import { faultProblem, MailchimpProblem, problems } from './problem.ts';
 import { handle, type ApiResponse } from './routes.ts';
 import { mailchimpSpec, type SpecViolation } from './spec.ts';
@@ -151,11 +151,6 @@ function decodeSegment(segment: string): string {
   }
 }
 
-interface ActiveFault {
-  fault: Fault;
-  remaining: number | undefined;
-}
-
 /**
  * Starts the emulator on 127.0.0.1.
  *
@@ -169,42 +164,12 @@ export async function startMailchimpEmulator(
   const maxConnections = options.maxConnections ?? 10;
   const store = new MailchimpStore({ unknownMergeFields: options.unknownMergeFields ?? 'ignore' });
   const spec = options.validate ? mailchimpSpec() : undefined;
-  const startedAt = Date.now();
   const inFlight = new Map<string, number>();
   const minuteWindows = new Map<string, { start: number; count: number }>();
-  let faults: ActiveFault[] = [];
-  let latency = 0;
   let baseUrl = '';
 
-  const requests: RecordedRequest[] = [];
   const violations: SpecViolation[] = [];
   const stats = { peakInFlight: 0, refusedForConcurrency: 0 };
-
-  const nextFault = (): Fault | undefined => {
-    const active = faults[0];
-    if (!active) return undefined;
-    if (active.remaining !== undefined && --active.remaining <= 0) faults.shift();
-    return active.fault;
-  };
-
-  const server = createServer((req, res) => {
-    const record: RecordedRequest = {
-      method: req.method ?? 'GET',
-      path: req.url ?? '/',
-      status: 0,
-      at: Date.now() - startedAt,
-    };
-    requests.push(record);
-    const chunks: Buffer[] = [];
-    req.on('data', (chunk: Buffer) => chunks.push(chunk));
-    req.on('end', () => {
-      serve(req, res, record, Buffer.concat(chunks).toString('utf8')).catch((error: unknown) => {
-        // A bug in the emulator: answer like Mailchimp's 500 rather than hang the client.
-        console.error('mailchimp emulator:', error);
-        if (!res.headersSent) send(res, record, faultProblem(500, maxConnections), randomUUID());
-      });
-    });
-  });
 
   function send(
     res: ServerResponse,
@@ -257,20 +222,7 @@ export async function startMailchimpEmulator(
     }
     inFlight.set(key, current + 1);
     stats.peakInFlight = Math.max(stats.peakInFlight, current + 1);
-    let released = false;
-    const release = () => {
-      if (released) return;
-      released = true;
-      inFlight.set(key, (inFlight.get(key) ?? 1) - 1);
-    };
-    // The answer is written synchronously by `end`; release then so a client that reuses the
-    // connection at once is not refused. `close` covers dropped sockets and aborted clients.
-    const end = res.end.bind(res) as (...args: unknown[]) => ServerResponse;
-    res.end = ((...args: unknown[]) => {
-      release();
-      return end(...args);
-    }) as typeof res.end;
-    res.on('close', release);
+    whenAnswered(res, () => inFlight.set(key, (inFlight.get(key) ?? 1) - 1));
     return true;
   }
 
@@ -296,24 +248,23 @@ export async function startMailchimpEmulator(
     return ++window.count > options.requestsPerMinute;
   }
 
-  async function serve(
-    req: IncomingMessage,
-    res: ServerResponse,
-    record: RecordedRequest,
-    text: string,
-  ): Promise<void> {
+  async function serve({
+    req,
+    res,
+    record,
+    url,
+    body: raw,
+    delay,
+    takeFault,
+  }: Exchange<RecordedRequest>): Promise<void> {
     const requestId = randomUUID();
-    const url = new URL(req.url ?? '/', 'http://127.0.0.1');
     const method = (req.method ?? 'GET').toUpperCase();
     const inApi = url.pathname === '/3.0' || url.pathname.startsWith('/3.0/');
     const path = url.pathname.slice('/3.0'.length) || '/';
     // Every answer to an API path is checked against the spec, error answers included.
     const check = inApi ? { method, path } : undefined;
-    const delay = latency;
-    const wait = () =>
-      delay > 0 ? new Promise((resolve) => setTimeout(resolve, delay)) : undefined;
     const answer = async (reply: ApiResponse | MailchimpProblem) => {
-      await wait();
+      await delay();
       send(res, record, reply, requestId, check);
     };
 
@@ -324,8 +275,8 @@ export async function startMailchimpEmulator(
       return answer(problems.tooManyRequestsPerMinute(options.requestsPerMinute!));
     }
 
-    await wait();
-    const fault = nextFault();
+    await delay();
+    const fault = takeFault();
     if (fault?.kind === 'status') {
       const problem = faultProblem(fault.status, maxConnections);
       // Mailchimp itself sends no Retry-After (VENDOR-APIS.md §1.3); a fault may add one.
@@ -343,6 +294,7 @@ export async function startMailchimpEmulator(
       send(res, record, problems.notFound(), requestId);
       return;
     }
+    const text = raw.toString('utf8');
     let body: unknown;
     if (text.trim() !== '') {
       try {
@@ -378,12 +330,16 @@ export async function startMailchimpEmulator(
     send(res, record, reply, requestId, check);
   }
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port ?? 0, '127.0.0.1', () => resolve());
+  const http = await startHttpEmulator({
+    port: options.port,
+    handle: serve,
+    onError(error, { res, record }) {
+      // A bug in the emulator: answer like Mailchimp's 500 rather than hang the client.
+      console.error('mailchimp emulator:', error);
+      if (!res.headersSent) send(res, record, faultProblem(500, maxConnections), randomUUID());
+    },
   });
-  const { port } = server.address() as AddressInfo;
-  baseUrl = `http://127.0.0.1:${port}/3.0`;
+  baseUrl = `${http.url}/3.0`;
 
   // ---- helpers for tests: Mailchimp as its users and its app would change it ------------------
 
@@ -437,28 +393,11 @@ export async function startMailchimpEmulator(
   });
 
   return {
+    ...http,
     url: baseUrl,
     apiKey: [...keys][0]!,
-    requests,
     violations,
     stats,
-    setLatency(ms) {
-      latency = ms;
-    },
-    inject(fault) {
-      if (fault.count !== undefined && fault.count <= 0) return;
-      faults.push({ fault, remaining: fault.count });
-    },
-    clearFaults() {
-      faults = [];
-      latency = 0;
-    },
-    close() {
-      return new Promise<void>((resolve, reject) => {
-        server.close((error) => (error ? reject(error) : resolve()));
-        server.closeAllConnections();
-      });
-    },
 
     createList(input = {}) {
       return listView(

@@ -15,9 +15,9 @@
  * emulator.readTab(id, 'Sheet1'); // [['email']]
  */
 import { randomBytes } from 'node:crypto';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { gunzipSync } from 'node:zlib';
+import { startHttpEmulator, type Exchange } from '../http-harness.ts';
 import type { Emulator, Fault, RecordedRequest } from '../types.ts';
 import { parseA1 } from './a1.ts';
 import { toCell, type Cell, type Scalar, type ValueRenderOption } from './cells.ts';
@@ -290,7 +290,6 @@ export async function startSheetsEmulator(
   options: SheetsEmulatorOptions = {},
 ): Promise<SheetsEmulator> {
   const now = options.now ?? Date.now;
-  const started = Date.now();
   const cellLimit = options.cellLimit ?? 10_000_000;
   const quota = new QuotaCounter({ ...GOOGLE_QUOTA, ...options.quota });
   const spec = options.validate ? DiscoverySpec.load(options.discoveryFile) : undefined;
@@ -298,10 +297,7 @@ export async function startSheetsEmulator(
   const apiKeys = options.apiKeys ? new Set(options.apiKeys) : undefined;
   const revoked = new Set<string>();
   const spreadsheets = new Map<string, Spreadsheet>();
-  const requests: SheetsRecordedRequest[] = [];
   const violations: SpecViolation[] = [];
-  const faults: Array<{ fault: Fault; left?: number }> = [];
-  let latency = 0;
   let seed = 0x2545f491;
 
   const ctx: SpreadsheetContext = {
@@ -315,13 +311,6 @@ export async function startSheetsEmulator(
   };
 
   const newId = (): string => `1${randomBytes(33).toString('base64url')}`;
-
-  const nextFault = (): Fault | undefined => {
-    const head = faults[0];
-    if (!head) return undefined;
-    if (head.left !== undefined && --head.left <= 0) faults.shift();
-    return head.fault;
-  };
 
   const book = (id: string): Spreadsheet => {
     const ss = spreadsheets.get(id);
@@ -509,92 +498,70 @@ export async function startSheetsEmulator(
     res.end(text);
   };
 
-  const server = createServer((req, res) => {
-    const fault = nextFault();
-    const record: SheetsRecordedRequest = {
-      method: req.method ?? 'GET',
-      path: req.url ?? '/',
-      status: 0,
-      at: Date.now() - started,
-      bodyBytes: 0,
-    };
-    requests.push(record);
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => {
-      chunks.push(c);
-      record.bodyBytes += c.length;
-    });
-    req.on('end', () => {
-      void (async () => {
-        if (latency > 0) await new Promise((r) => setTimeout(r, latency));
-        const url = new URL(req.url ?? '/', 'http://127.0.0.1');
-        if (fault?.kind === 'drop') {
-          record.fault = 'drop';
-          req.socket.destroy();
-          return;
-        }
-        if (fault?.kind === 'status') {
-          record.fault = 'status';
-          const routed = route(req.method ?? 'GET', url.pathname);
-          record.operation = routed?.operation;
-          const answer = faultAnswer(fault, routed?.kind ?? 'Write', quota.quota);
-          record.status = answer.status;
-          send(res, answer);
-          return;
-        }
-        let answer: Answer;
-        try {
-          answer = handle(req, url, Buffer.concat(chunks), record);
-        } catch (e) {
-          if (!(e instanceof SheetsApiError)) throw e;
-          answer = answerError(e);
-        }
-        record.status = answer.status;
-        if (answer.status >= 400) {
-          const b = answer.body as { error?: { message?: string } } | string;
-          record.error = typeof b === 'string' ? `HTTP ${answer.status}` : b.error?.message;
-        }
-        if (fault?.kind === 'drop-after-apply') {
-          record.fault = 'drop-after-apply';
-          req.socket.destroy();
-          return;
-        }
-        send(res, answer);
-      })().catch((e: unknown) => {
-        record.status = 500;
-        record.error = `emulator bug: ${e instanceof Error ? e.stack : String(e)}`;
-        if (!res.headersSent)
-          send(res, answerError(new SheetsApiError('INTERNAL', 'Internal error encountered.')));
-      });
-    });
+  /** The transport: injected faults and latency, then `handle`, then the log entry. */
+  const serve = async ({
+    req,
+    res,
+    record,
+    url,
+    body,
+    delay,
+    takeFault,
+  }: Exchange<SheetsRecordedRequest>): Promise<void> => {
+    const fault = takeFault();
+    record.bodyBytes = body.length;
+    await delay();
+    if (fault?.kind === 'drop') {
+      record.fault = 'drop';
+      req.socket.destroy();
+      return;
+    }
+    if (fault?.kind === 'status') {
+      record.fault = 'status';
+      const routed = route(req.method ?? 'GET', url.pathname);
+      record.operation = routed?.operation;
+      const answer = faultAnswer(fault, routed?.kind ?? 'Write', quota.quota);
+      record.status = answer.status;
+      send(res, answer);
+      return;
+    }
+    let answer: Answer;
+    try {
+      answer = handle(req, url, body, record);
+    } catch (e) {
+      if (!(e instanceof SheetsApiError)) throw e;
+      answer = answerError(e);
+    }
+    record.status = answer.status;
+    if (answer.status >= 400) {
+      const b = answer.body as { error?: { message?: string } } | string;
+      record.error = typeof b === 'string' ? `HTTP ${answer.status}` : b.error?.message;
+    }
+    if (fault?.kind === 'drop-after-apply') {
+      record.fault = 'drop-after-apply';
+      req.socket.destroy();
+      return;
+    }
+    send(res, answer);
+  };
+
+  const http = await startHttpEmulator({
+    handle: serve,
+    onError(e, { res, record }) {
+      record.status = 500;
+      record.error = `emulator bug: ${e instanceof Error ? e.stack : String(e)}`;
+      if (!res.headersSent)
+        send(res, answerError(new SheetsApiError('INTERNAL', 'Internal error encountered.')));
+    },
+    record: (request): SheetsRecordedRequest => ({ ...request, bodyBytes: 0 }),
+    // Outlive the client's idle keep-alive sockets (Node's agent drops them after 5 s), so the
+    // client never reuses a socket the server is closing at that moment.
+    keepAliveTimeout: 60_000,
   });
-  // Outlive the client's idle keep-alive sockets (Node's agent drops them after 5 s), so the
-  // client never reuses a socket the server is closing at that moment.
-  server.keepAliveTimeout = 60_000;
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
 
   const emulator: SheetsEmulator = {
-    url: `http://127.0.0.1:${port}`,
-    requests,
+    ...http,
     violations,
-    setLatency(ms) {
-      latency = ms;
-    },
-    inject(fault) {
-      if (fault.count !== undefined && fault.count <= 0) return;
-      faults.push({ fault, left: fault.count });
-    },
-    clearFaults() {
-      faults.length = 0;
-      latency = 0;
-    },
-    async close() {
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      });
-    },
     createSpreadsheet(opts = {}) {
       const id = opts.spreadsheetId ?? newId();
       if (spreadsheets.has(id)) throw new Error(`spreadsheet ${id} exists`);
