@@ -7,6 +7,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import { google, type analyticsdata_v1beta } from 'googleapis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { addDays, dayIn, startGa4Emulator, type Ga4Emulator } from './ga4/index.ts';
+import { googleFailure as failure } from './test-helpers.ts';
 
 const TOKEN = 'ya29.ga4-test-token';
 type Ga = analyticsdata_v1beta.Analyticsdata;
@@ -42,35 +43,6 @@ function gaWithKey(
   });
   auth.useJWTAccessWithScope = true;
   return google.analyticsdata({ version: 'v1beta', auth, rootUrl: emulator.url, retry: false });
-}
-
-interface Failure {
-  status?: number;
-  code?: string;
-  error?: { code: number; message: string; status: string; details?: unknown[] };
-  body?: unknown;
-  headers?: Headers;
-}
-
-async function failure(call: Promise<unknown>): Promise<Failure> {
-  try {
-    await call;
-  } catch (e) {
-    const err = e as {
-      status?: number;
-      code?: string;
-      response?: { data?: unknown; headers?: Headers };
-    };
-    const data = err.response?.data as { error?: Failure['error'] } | undefined;
-    return {
-      status: err.status,
-      code: err.code,
-      error: typeof data === 'object' ? data?.error : undefined,
-      body: data,
-      headers: err.response?.headers,
-    };
-  }
-  throw new Error('expected the call to fail');
 }
 
 const report = (ga: Ga, property: string, requestBody: RunReportRequest) =>

@@ -11,6 +11,7 @@ import { google, type sheets_v4 } from 'googleapis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startSheetsEmulator, type SheetsEmulator } from './sheets/index.ts';
 import { DiscoverySpec } from './sheets/spec.ts';
+import { googleFailure as failure } from './test-helpers.ts';
 
 const TOKEN = 'test-token';
 
@@ -28,39 +29,6 @@ function sheetsFor(
     rootUrl: emulator.url,
     ...(opts.retry === true ? {} : { retry: false }),
   });
-}
-
-interface Failure {
-  status?: number;
-  code?: string;
-  message: string;
-  error?: { code: number; message: string; status: string; details?: unknown[] };
-  body?: unknown;
-  headers?: Headers;
-}
-
-/** The rejection of a googleapis call, as a plain object (fails the test if the call succeeds). */
-async function failure(call: Promise<unknown>): Promise<Failure> {
-  try {
-    await call;
-  } catch (e) {
-    const err = e as {
-      status?: number;
-      code?: string;
-      message: string;
-      response?: { data?: unknown; headers?: Headers };
-    };
-    const data = err.response?.data as { error?: Failure['error'] } | undefined;
-    return {
-      status: err.status,
-      code: err.code,
-      message: err.message,
-      error: typeof data === 'object' ? data?.error : undefined,
-      body: data,
-      headers: err.response?.headers,
-    };
-  }
-  throw new Error('expected the call to fail');
 }
 
 describe('Sheets emulator: tabs and values through googleapis', () => {
