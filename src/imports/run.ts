@@ -21,6 +21,7 @@
  *   judged per batch would fail them at random.
  * - **One run per stream** at a time across processes, through a lease on the stream's row.
  */
+import { setMaxListeners } from 'node:events';
 import { sql } from 'drizzle-orm';
 import type { HubConfig } from '../config.ts';
 import { json, rows, type Db } from '../db/index.ts';
@@ -154,6 +155,9 @@ export async function runImport(
     );
   }
   const controller = new AbortController();
+  // Every request a connector has waiting on its source's limits listens for the stop until it
+  // starts: a connector paging in parallel may have many waiting at once.
+  setMaxListeners(0, controller.signal);
   const stop = () => controller.abort();
   options.signal?.addEventListener('abort', stop, { once: true });
   const releaseLease = keepLease(db, STREAM_LEASE, streamId, runId);
