@@ -9,7 +9,13 @@ import { createWriteKey, revokeWriteKey } from '../src/auth/credentials.ts';
 import { testConfig } from '../src/config.ts';
 import { rows, type Database, type Db } from '../src/db/index.ts';
 import { runsOneAtATime } from '../src/db/drivers/capabilities.ts';
-import { checkTrack, Message, type MessageType } from '../src/events/message.ts';
+import {
+  checkTrack,
+  MAX_MESSAGE_BYTES,
+  Message,
+  parseMessage,
+  type MessageType,
+} from '../src/events/message.ts';
 import { silentLogger } from '../src/log.ts';
 import { driver, testDatabase } from './support/db.ts';
 import { count, liveProfiles, profileOf } from './support/ingest.ts';
@@ -193,6 +199,40 @@ describe(`tracking API (${driver})`, () => {
       },
     ]);
     expect(await count(db, 'events')).toBe(1);
+  });
+
+  it('weighs a message to the byte as JSON in UTF-8, escapes and characters beyond ASCII included', () => {
+    // Padding of characters that take more room as JSON or UTF-8 than as a string: a quote
+    // (escaped), a control character (\u0001), an accent (2 bytes) and an emoji (4 bytes).
+    const unit = '"\u0001é😀';
+    const messageOf = (extra: number) => {
+      const base = { type: 'track', userId: 'u', event: 'x', properties: { pad: '' } };
+      const bytes = (pad: string) =>
+        Buffer.byteLength(JSON.stringify({ ...base, properties: { pad } }), 'utf8');
+      let pad = '';
+      while (bytes(pad + unit) <= MAX_MESSAGE_BYTES) pad += unit;
+      while (bytes(pad + 'a') <= MAX_MESSAGE_BYTES) pad += 'a';
+      pad += 'a'.repeat(extra);
+      expect(bytes(pad)).toBe(MAX_MESSAGE_BYTES + extra);
+      return { ...base, properties: { pad } };
+    };
+    const parse = (raw: unknown) =>
+      parseMessage(raw, { source: 'web', receivedAt: new Date(), config: testConfig() });
+    expect(parse(messageOf(0)).ok).toBe(true);
+    // Objects with a JSON form of their own (a Date: 26 characters) are weighed by that form.
+    const dates = { type: 'track', userId: 'u', event: 'x', properties: { at: [] as Date[] } };
+    dates.properties.at = Array.from({ length: 1300 }, () => new Date(0));
+    expect(parse(dates).ok).toBe(false);
+    const over = parse(messageOf(1));
+    expect(over).toEqual({
+      ok: false,
+      errors: [
+        {
+          field: 'body',
+          message: `message is ${MAX_MESSAGE_BYTES + 1} bytes; the limit is 32768 bytes (32 KB)`,
+        },
+      ],
+    });
   });
 
   it('stores the valid messages of a partly invalid batch and lists the invalid ones', async () => {

@@ -131,7 +131,12 @@ export function parseMessage(
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
     return { ok: false, errors: [{ field: prefix || 'body', message: 'must be a JSON object' }] };
   }
-  const size = Buffer.byteLength(JSON.stringify(raw), 'utf8');
+  // Measured exactly only when it might be over: serialising every message to weigh it would
+  // cost a copy of each.
+  const size =
+    jsonBytesAtMost(raw, MAX_MESSAGE_BYTES) <= MAX_MESSAGE_BYTES
+      ? 0
+      : Buffer.byteLength(JSON.stringify(raw), 'utf8');
   if (size > MAX_MESSAGE_BYTES) {
     return {
       ok: false,
@@ -215,6 +220,42 @@ export function parseMessage(
 }
 
 /**
+ * An upper bound on the UTF-8 size of `value` as JSON, without building the text: a string
+ * character takes at most 6 bytes (`\u001f`; a character beyond the BMP is two at 4 bytes), a
+ * number at most 24 characters, each key and value a comma and a colon. Stops counting once past
+ * `limit`. Values JSON leaves out (functions, undefined) are counted as if present; an object
+ * that is neither plain nor an array counts as over the limit, so that it is weighed exactly.
+ */
+function jsonBytesAtMost(value: unknown, limit: number): number {
+  let total = 0;
+  const visit = (v: unknown): void => {
+    if (total > limit) return;
+    if (typeof v === 'string') total += 6 * v.length + 2;
+    else if (typeof v === 'number' || typeof v === 'bigint') total += 24;
+    else if (v === null || typeof v !== 'object') total += 5;
+    else if (!Array.isArray(v) && !hasPlainPrototype(v)) {
+      // A Date, a Buffer…: JSON has its own text for it (toJSON); weigh the message exactly.
+      total = limit + 1;
+    } else if (Array.isArray(v)) {
+      total += 2;
+      for (const item of v) {
+        total += 1;
+        visit(item);
+      }
+    } else {
+      total += 2;
+      for (const key in v) {
+        if (!Object.hasOwn(v, key)) continue;
+        total += 6 * key.length + 4;
+        visit((v as Record<string, unknown>)[key]);
+      }
+    }
+  };
+  visit(value);
+  return total;
+}
+
+/**
  * A well-formed track message, the bulk of all traffic, checked by hand against the same rules
  * as {@link TrackMessage} and turned into the same output (strings trimmed where the schema
  * trims, unknown keys ignored), without the schema's per-field overhead and copies. Anything
@@ -269,14 +310,18 @@ function checkId(value: unknown): string | number | null | undefined | false {
   return id.length >= 1 && id.length <= 512 ? id : false;
 }
 
+function hasPlainPrototype(value: object): boolean {
+  const proto = Object.getPrototypeOf(value) as unknown;
+  return proto === Object.prototype || proto === null;
+}
+
 /**
  * An object the schema's records take as they are: a plain object (as JSON.parse makes them)
  * without an own `__proto__` key, which the schema would drop.
  */
 function isPlainRecord(value: unknown): boolean {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
-  const proto = Object.getPrototypeOf(value) as unknown;
-  return (proto === Object.prototype || proto === null) && !Object.hasOwn(value, '__proto__');
+  return hasPlainPrototype(value) && !Object.hasOwn(value, '__proto__');
 }
 
 function propertiesOf(m: Message): Record<string, unknown> {
