@@ -7,8 +7,6 @@
 
 import { GoogleApiError } from '../google-errors.ts';
 
-export { htmlErrorPage } from '../google-errors.ts';
-
 /** A failed call of the Data API, rendered by the server as Google's JSON error. */
 export class Ga4ApiError extends GoogleApiError {}
 

@@ -16,15 +16,27 @@
  * const ga = google.analyticsdata({ version: 'v1beta', auth, rootUrl: emulator.url, retry: false });
  * await ga.properties.runReport({ property: 'properties/123', requestBody: { … } });
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import { gunzipSync } from 'node:zlib';
+import type { IncomingMessage } from 'node:http';
+import {
+  answerEmulatorBug,
+  answerError,
+  answerOf,
+  dropConnection,
+  faultAnswer,
+  htmlAnswer,
+  readJsonBody,
+  recordAnswer,
+  schemaRejection,
+  sendAnswer,
+  type GoogleAnswer,
+  type GoogleRecordedRequest,
+} from '../google-transport.ts';
 import { startHttpEmulator, whenAnswered, type Exchange } from '../http-harness.ts';
-import type { Emulator, Fault, RecordedRequest } from '../types.ts';
+import type { Emulator } from '../types.ts';
 import { authenticate, DEFAULT_PROJECT, type Credentials, type ServiceAccount } from './auth.ts';
 import { CUSTOM_DIMENSION, catalogFor, type EventFact } from './catalog.ts';
 import {
   Ga4ApiError,
-  htmlErrorPage,
   invalid,
   invalidPropertyId,
   noPropertyAccess,
@@ -67,17 +79,12 @@ export interface Ga4EmulatorOptions {
   discoveryFile?: string;
 }
 
-export interface Ga4RecordedRequest extends RecordedRequest {
-  /** The discovery method id, e.g. `analyticsdata.properties.runReport`. */
-  operation?: string;
+export interface Ga4RecordedRequest extends GoogleRecordedRequest {
   propertyId?: string;
   /** The caller: a token or a service account's email. */
   principal?: string;
   /** Quota tokens the request was charged. */
   tokens?: number;
-  fault?: Fault['kind'];
-  /** Google's error message for a 4xx/5xx answer. */
-  error?: string;
 }
 
 /** One event fact to add: `count` events (1 by default) sharing these values. */
@@ -146,12 +153,6 @@ interface Property {
   quota: PropertyQuotaState;
 }
 
-interface Answer {
-  status: number;
-  body: unknown;
-  headers?: Record<string, string>;
-}
-
 type Json = Record<string, unknown>;
 
 const OPERATIONS: Record<string, string> = {
@@ -187,34 +188,6 @@ function route(
     };
   }
   return undefined;
-}
-
-const answerError = (e: Ga4ApiError): Answer => ({
-  status: e.code,
-  body: e.body(),
-  headers: e.headers,
-});
-
-function faultAnswer(fault: Extract<Fault, { kind: 'status' }>): Answer {
-  const headers: Record<string, string> = {};
-  if (fault.retryAfterSeconds !== undefined) {
-    headers['retry-after'] = String(fault.retryAfterSeconds);
-  }
-  if (fault.status === 502) {
-    return {
-      status: 502,
-      body: htmlErrorPage(502),
-      headers: { ...headers, 'content-type': 'text/html; charset=UTF-8' },
-    };
-  }
-  // A 429 that passes quickly is the concurrent-requests one; token quotas last an hour.
-  const e =
-    fault.status === 429
-      ? quotaExhausted('concurrentRequests')
-      : fault.status === 500
-        ? new Ga4ApiError('INTERNAL', 'Internal error encountered.')
-        : new Ga4ApiError('UNAVAILABLE', 'The service is currently unavailable.');
-  return { status: e.code, body: e.body(), headers };
 }
 
 /**
@@ -255,36 +228,14 @@ export async function startGa4Emulator(options: Ga4EmulatorOptions = {}): Promis
     raw: Buffer,
     record: Ga4RecordedRequest,
     routed: { operation: string; propertyId: string },
-  ): Answer => {
+  ): GoogleAnswer => {
     const method = req.method ?? 'GET';
-    let body: unknown;
-    if (raw.length > 0) {
-      try {
-        body = JSON.parse(
-          (req.headers['content-encoding'] === 'gzip' ? gunzipSync(raw) : raw).toString('utf8'),
-        );
-      } catch {
-        return answerError(invalid('Invalid JSON payload received. Unexpected token.'));
-      }
-    }
+    const body = readJsonBody(req, raw);
     if (spec) {
       const checked = spec.checkRequest(method, `${url.pathname}${url.search}`, body);
       violations.push(...checked.violations);
-      const rejected = checked.violations.find((v) => v.where === 'body' || v.where === 'query');
-      if (options.validate === 'reject' && rejected) {
-        return answerError(
-          new Ga4ApiError(
-            'INVALID_ARGUMENT',
-            `Invalid JSON payload received. ${rejected.message}`,
-            [
-              {
-                '@type': 'type.googleapis.com/google.rpc.BadRequest',
-                fieldViolations: [{ field: rejected.where, description: rejected.message }],
-              },
-            ],
-          ),
-        );
-      }
+      const rejected = schemaRejection(checked.violations);
+      if (options.validate === 'reject' && rejected) return answerError(rejected);
     }
 
     const who = authenticate(
@@ -357,20 +308,10 @@ export async function startGa4Emulator(options: Ga4EmulatorOptions = {}): Promis
     return ok(routed.operation, method, url, report.body);
   };
 
-  const ok = (operation: string, method: string, url: URL, result: unknown): Answer => {
+  const ok = (operation: string, method: string, url: URL, result: unknown): GoogleAnswer => {
     if (spec)
       violations.push(...spec.checkResponse(operation, `${method} ${url.pathname}`, result));
     return { status: 200, body: result };
-  };
-
-  const send = (res: ServerResponse, answer: Answer): void => {
-    const text = typeof answer.body === 'string' ? answer.body : JSON.stringify(answer.body);
-    res.writeHead(answer.status, {
-      'content-type': 'application/json; charset=UTF-8',
-      vary: 'Origin, X-Origin, Referer',
-      ...answer.headers,
-    });
-    res.end(text);
   };
 
   /** The transport: injected faults and latency, the 404 of unknown paths, then `handle`. */
@@ -393,15 +334,12 @@ export async function startGa4Emulator(options: Ga4EmulatorOptions = {}): Promis
       whenAnswered(res, () => counted.quota.inFlight--);
     }
     await delay();
-    if (fault?.kind === 'drop') {
-      record.fault = 'drop';
-      req.socket.destroy();
-      return;
-    }
-    let answer: Answer;
+    if (fault?.kind === 'drop') return dropConnection(req, record, 'drop');
+    let answer: GoogleAnswer;
     if (fault?.kind === 'status') {
       record.fault = 'status';
-      answer = faultAnswer(fault);
+      // A 429 that passes quickly is the concurrent-requests one; token quotas last an hour.
+      answer = faultAnswer(fault, () => quotaExhausted('concurrentRequests'));
       if (counted && fault.status >= 500) {
         const who = authenticate(req.headers.authorization, url.searchParams, credentials, '');
         counted.quota.serverError(
@@ -410,41 +348,18 @@ export async function startGa4Emulator(options: Ga4EmulatorOptions = {}): Promis
         );
       }
     } else if (!routed) {
-      answer = {
-        status: 404,
-        body: htmlErrorPage(404),
-        headers: { 'content-type': 'text/html; charset=UTF-8' },
-      };
+      answer = htmlAnswer(404);
     } else {
-      try {
-        answer = handle(req, url, body, record, routed);
-      } catch (e) {
-        if (!(e instanceof Ga4ApiError)) throw e;
-        answer = answerError(e);
-      }
+      answer = answerOf(() => handle(req, url, body, record, routed));
     }
-    record.status = answer.status;
-    if (answer.status >= 400) {
-      const b = answer.body as { error?: { message?: string } } | string;
-      record.error = typeof b === 'string' ? `HTTP ${answer.status}` : b.error?.message;
-    }
-    if (fault?.kind === 'drop-after-apply') {
-      record.fault = 'drop-after-apply';
-      req.socket.destroy();
-      return;
-    }
-    send(res, answer);
+    recordAnswer(record, answer);
+    if (fault?.kind === 'drop-after-apply') return dropConnection(req, record, 'drop-after-apply');
+    sendAnswer(res, answer);
   };
 
-  const http = await startHttpEmulator({
+  const http = await startHttpEmulator<Ga4RecordedRequest>({
     handle: serve,
-    onError(e, { res, record }) {
-      record.status = 500;
-      record.error = `emulator bug: ${e instanceof Error ? e.stack : String(e)}`;
-      if (!res.headersSent) {
-        send(res, answerError(new Ga4ApiError('INTERNAL', 'Internal error encountered.')));
-      }
-    },
+    onError: answerEmulatorBug,
     // Outlive the client's idle keep-alive sockets so it never reuses one being closed.
     keepAliveTimeout: 60_000,
   });

@@ -1,12 +1,10 @@
 /**
  * Google's error responses, as the Sheets API sends them: a JSON body
- * `{ error: { code, message, status, details? } }` (https://cloud.google.com/apis/design/errors),
- * except the front end's HTML pages for 404 routes and 502s.
+ * `{ error: { code, message, status, details? } }` (https://cloud.google.com/apis/design/errors).
+ * The front end's HTML pages for 404 routes and 502s are shared: ../google-errors.ts.
  */
 
 import { GoogleApiError } from '../google-errors.ts';
-
-export { htmlErrorPage } from '../google-errors.ts';
 
 /** A failed call of the Sheets API, rendered by the server as Google's JSON error. */
 export class SheetsApiError extends GoogleApiError {}

@@ -15,20 +15,26 @@
  * emulator.readTab(id, 'Sheet1'); // [['email']]
  */
 import { randomBytes } from 'node:crypto';
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import { gunzipSync } from 'node:zlib';
+import type { IncomingMessage } from 'node:http';
+import {
+  answerEmulatorBug,
+  answerError,
+  answerOf,
+  dropConnection,
+  faultAnswer,
+  htmlAnswer,
+  readJsonBody,
+  recordAnswer,
+  schemaRejection,
+  sendAnswer,
+  type GoogleAnswer,
+  type GoogleRecordedRequest,
+} from '../google-transport.ts';
 import { startHttpEmulator, type Exchange } from '../http-harness.ts';
-import type { Emulator, Fault, RecordedRequest } from '../types.ts';
+import type { Emulator } from '../types.ts';
 import { parseA1 } from './a1.ts';
 import { toCell, type Cell, type Scalar, type ValueRenderOption } from './cells.ts';
-import {
-  SheetsApiError,
-  htmlErrorPage,
-  invalid,
-  notFound,
-  quotaExceeded,
-  type QuotaKind,
-} from './errors.ts';
+import { SheetsApiError, invalid, notFound, quotaExceeded, type QuotaKind } from './errors.ts';
 import { applyFields, parseFields } from './fields.ts';
 import { GOOGLE_QUOTA, QuotaCounter, type SheetsQuota } from './quota.ts';
 import { DiscoverySpec, type SpecViolation } from './spec.ts';
@@ -91,17 +97,11 @@ export interface SheetsEmulatorOptions {
 }
 
 /** One served request, with what the Sheets emulator knows about it. */
-export interface SheetsRecordedRequest extends RecordedRequest {
-  /** The discovery method id, e.g. `sheets.spreadsheets.values.update`. */
-  operation?: string;
+export interface SheetsRecordedRequest extends GoogleRecordedRequest {
   /** Request body size in bytes as received (before any gunzip). */
   bodyBytes: number;
   /** The caller: an OAuth token or `key:<api key>`. */
   user?: string;
-  /** The injected fault that answered (or swallowed) this request. */
-  fault?: Fault['kind'];
-  /** Google's error message, for a 4xx/5xx answer. */
-  error?: string;
 }
 
 /** A tab to create with `createSpreadsheet`. */
@@ -247,40 +247,6 @@ function errorInfo(reason: string, operation: string): Json {
   };
 }
 
-interface Answer {
-  status: number;
-  body: unknown;
-  headers?: Record<string, string>;
-}
-
-function answerError(e: SheetsApiError): Answer {
-  return { status: e.code, body: e.body(), headers: e.headers };
-}
-
-function faultAnswer(
-  fault: Extract<Fault, { kind: 'status' }>,
-  kind: QuotaKind,
-  q: SheetsQuota,
-): Answer {
-  const headers: Record<string, string> = {};
-  if (fault.retryAfterSeconds !== undefined)
-    headers['retry-after'] = String(fault.retryAfterSeconds);
-  if (fault.status === 502) {
-    return {
-      status: 502,
-      body: htmlErrorPage(502),
-      headers: { ...headers, 'content-type': 'text/html; charset=UTF-8' },
-    };
-  }
-  const e =
-    fault.status === 429
-      ? quotaExceeded(kind, 'user', kind === 'Write' ? q.writesPerUser : q.readsPerUser)
-      : fault.status === 500
-        ? new SheetsApiError('INTERNAL', 'Internal error encountered.')
-        : new SheetsApiError('UNAVAILABLE', 'The service is currently unavailable.');
-  return { status: e.code, body: e.body(), headers };
-}
-
 /**
  * Starts the emulator on a free port of 127.0.0.1.
  *
@@ -324,46 +290,18 @@ export async function startSheetsEmulator(
     url: URL,
     raw: Buffer,
     record: SheetsRecordedRequest,
-  ): Answer => {
+  ): GoogleAnswer => {
     const method = req.method ?? 'GET';
     const routed = route(method, url.pathname);
-    let body: unknown;
-    if (raw.length > 0) {
-      try {
-        body = JSON.parse(
-          (req.headers['content-encoding'] === 'gzip' ? gunzipSync(raw) : raw).toString('utf8'),
-        );
-      } catch {
-        return answerError(invalid('Invalid JSON payload received. Unexpected token.'));
-      }
-    }
+    const body = readJsonBody(req, raw);
     if (spec) {
       const checked = spec.checkRequest(method, `${url.pathname}${url.search}`, body);
       record.operation = checked.operation;
       violations.push(...checked.violations);
-      const rejected = checked.violations.find((v) => v.where === 'body' || v.where === 'query');
-      if (options.validate === 'reject' && rejected) {
-        return answerError(
-          new SheetsApiError(
-            'INVALID_ARGUMENT',
-            `Invalid JSON payload received. ${rejected.message}`,
-            [
-              {
-                '@type': 'type.googleapis.com/google.rpc.BadRequest',
-                fieldViolations: [{ field: rejected.where, description: rejected.message }],
-              },
-            ],
-          ),
-        );
-      }
+      const rejected = schemaRejection(checked.violations);
+      if (options.validate === 'reject' && rejected) return answerError(rejected);
     }
-    if (!routed) {
-      return {
-        status: 404,
-        body: htmlErrorPage(404),
-        headers: { 'content-type': 'text/html; charset=UTF-8' },
-      };
-    }
+    if (!routed) return htmlAnswer(404);
     record.operation = routed.operation;
     if (options.maxPayloadBytes !== undefined && raw.length > options.maxPayloadBytes) {
       return answerError(
@@ -488,16 +426,6 @@ export async function startSheetsEmulator(
     return { status: 200, body: fields ? applyFields(result, parseFields(fields)) : result };
   };
 
-  const send = (res: ServerResponse, answer: Answer): void => {
-    const text = typeof answer.body === 'string' ? answer.body : JSON.stringify(answer.body);
-    res.writeHead(answer.status, {
-      'content-type': 'application/json; charset=UTF-8',
-      vary: 'Origin, X-Origin, Referer',
-      ...answer.headers,
-    });
-    res.end(text);
-  };
-
   /** The transport: injected faults and latency, then `handle`, then the log entry. */
   const serve = async ({
     req,
@@ -511,48 +439,32 @@ export async function startSheetsEmulator(
     const fault = takeFault();
     record.bodyBytes = body.length;
     await delay();
-    if (fault?.kind === 'drop') {
-      record.fault = 'drop';
-      req.socket.destroy();
-      return;
-    }
+    if (fault?.kind === 'drop') return dropConnection(req, record, 'drop');
     if (fault?.kind === 'status') {
       record.fault = 'status';
       const routed = route(req.method ?? 'GET', url.pathname);
       record.operation = routed?.operation;
-      const answer = faultAnswer(fault, routed?.kind ?? 'Write', quota.quota);
+      const kind = routed?.kind ?? 'Write';
+      const answer = faultAnswer(fault, () =>
+        quotaExceeded(
+          kind,
+          'user',
+          kind === 'Write' ? quota.quota.writesPerUser : quota.quota.readsPerUser,
+        ),
+      );
       record.status = answer.status;
-      send(res, answer);
+      sendAnswer(res, answer);
       return;
     }
-    let answer: Answer;
-    try {
-      answer = handle(req, url, body, record);
-    } catch (e) {
-      if (!(e instanceof SheetsApiError)) throw e;
-      answer = answerError(e);
-    }
-    record.status = answer.status;
-    if (answer.status >= 400) {
-      const b = answer.body as { error?: { message?: string } } | string;
-      record.error = typeof b === 'string' ? `HTTP ${answer.status}` : b.error?.message;
-    }
-    if (fault?.kind === 'drop-after-apply') {
-      record.fault = 'drop-after-apply';
-      req.socket.destroy();
-      return;
-    }
-    send(res, answer);
+    const answer = answerOf(() => handle(req, url, body, record));
+    recordAnswer(record, answer);
+    if (fault?.kind === 'drop-after-apply') return dropConnection(req, record, 'drop-after-apply');
+    sendAnswer(res, answer);
   };
 
-  const http = await startHttpEmulator({
+  const http = await startHttpEmulator<SheetsRecordedRequest>({
     handle: serve,
-    onError(e, { res, record }) {
-      record.status = 500;
-      record.error = `emulator bug: ${e instanceof Error ? e.stack : String(e)}`;
-      if (!res.headersSent)
-        send(res, answerError(new SheetsApiError('INTERNAL', 'Internal error encountered.')));
-    },
+    onError: answerEmulatorBug,
     record: (request): SheetsRecordedRequest => ({ ...request, bodyBytes: 0 }),
     // Outlive the client's idle keep-alive sockets (Node's agent drops them after 5 s), so the
     // client never reuses a socket the server is closing at that moment.
