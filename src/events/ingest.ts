@@ -38,8 +38,9 @@ export async function ingestMessages(
 ): Promise<IngestResult> {
   if (messages.length === 0) return { accepted: 0, duplicates: 0, profileIds: [], stored: [] };
   // A messageId repeated within the batch is a duplicate like any other.
+  const keys = messages.map(messageKey);
   const seen = new Set<string>();
-  const unique = messages.filter((m) => !seen.has(messageKey(m)) && seen.add(messageKey(m)));
+  const unique = messages.filter((_, i) => !seen.has(keys[i]!) && seen.add(keys[i]!));
   let attempts = 0;
   const { result, learned } = await withRetry(db, async (tx) => {
     // What made this attempt necessary may be a stale cached identity.
@@ -71,12 +72,11 @@ export async function ingestMessages(
     await recordTraits(tx, unique, profileIds);
     const resolveFor = new Set([...withTraits, ...survivors].filter((id) => touched.has(id)));
     if (resolveFor.size > 0) await resolveTraits(tx, [...resolveFor], config.traitSourcePriority);
-    const profileOf = new Map(unique.map((m, i) => [messageKey(m), profileIds[i]!]));
     const storedNow = new Set([...inserted].map((i) => unique[i]!));
     const result: IngestResult = {
       accepted: inserted.size,
       duplicates: messages.length - inserted.size,
-      profileIds: messages.map((m) => profileOf.get(messageKey(m))!),
+      profileIds: unique.length === messages.length ? profileIds : byKey(keys, unique, profileIds),
       // Only the first copy of a repeated messageId can be the stored one.
       stored: messages.map((m) => storedNow.has(m)),
     };
@@ -84,6 +84,12 @@ export async function ingestMessages(
   });
   if (identityCache) for (const [key, profile] of learned) identityCache.set(key, profile);
   return result;
+}
+
+/** The profile of each message by its key, repeated messageIds included. */
+function byKey(keys: string[], unique: PreparedMessage[], profileIds: string[]): string[] {
+  const profileOf = new Map(unique.map((m, i) => [messageKey(m), profileIds[i]!]));
+  return keys.map((key) => profileOf.get(key)!);
 }
 
 /** PostgreSQL's unique_violation. */
