@@ -282,6 +282,23 @@ describe(`identity resolution (${driver})`, () => {
     expect((await liveProfiles(db))[0]!.event_count).toBe(4);
   });
 
+  it('answers a messageId repeated within a batch as a duplicate of the same profile', async () => {
+    const result = await send(db, config, [
+      { type: 'track', event: 'x', userId: 'a', messageId: 'm1' },
+      { type: 'track', event: 'x', userId: 'b', messageId: 'm2' },
+      { type: 'track', event: 'x', userId: 'a', messageId: 'm1' },
+    ]);
+    const a = await profileOf(db, 'user_id', 'a');
+    const b = await profileOf(db, 'user_id', 'b');
+    expect(result).toEqual({
+      accepted: 2,
+      duplicates: 1,
+      profileIds: [a, b, a],
+      stored: [true, true, false],
+    });
+    expect(await count(db, 'events')).toBe(2);
+  });
+
   it('keeps the same messageId from two sources apart', async () => {
     await send(db, config, [{ type: 'track', event: 'x', userId: 'u', messageId: 'same' }], 'web');
     await send(db, config, [{ type: 'track', event: 'x', userId: 'u', messageId: 'same' }], 'app');
