@@ -84,6 +84,31 @@ const aliasCandidates = (previousId: string): IdentityKey[] => [
 ];
 
 /**
+ * The profile of each message when every message's identities are all known and all on one
+ * profile (the common case once people have been seen): else null, and the batch is resolved
+ * in full. An alias always is, since it links its previous id.
+ */
+function knownPeople(
+  messages: ResolvableMessage[],
+  messageKeys: string[][],
+  known: Map<string, string>,
+): string[] | null {
+  const profileIds: string[] = [];
+  for (let i = 0; i < messages.length; i++) {
+    if (messages[i]!.previousId) return null;
+    let profile: string | undefined;
+    for (const key of messageKeys[i]!) {
+      const found = known.get(key);
+      if (found === undefined || (profile !== undefined && found !== profile)) return null;
+      profile = found;
+    }
+    if (profile === undefined) return null;
+    profileIds.push(profile);
+  }
+  return profileIds;
+}
+
+/**
  * Resolve every message of a batch to a live profile, creating and merging profiles as needed.
  * Must run inside a transaction (see {@link withRetry}).
  */
@@ -112,6 +137,21 @@ export async function resolveProfiles(
     } else uncached.push(k);
   }
   for (const [key, profile] of await lookup(tx, uncached)) known.set(key, profile);
+  const settled = knownPeople(messages, messageKeys, known);
+  if (settled) {
+    // Everyone is known, each message to one profile: nothing to create, link or merge.
+    const learned = new Map<string, string>();
+    for (const [key, profile] of known) if (!cached.has(key)) learned.set(key, profile);
+    return {
+      profileIds: settled,
+      survivors: new Set(),
+      touched: new Set(settled),
+      customers: new Set(),
+      gained: new Set(),
+      created: new Set(),
+      learned,
+    };
+  }
   const missing = [...allKeys].filter(([key]) => !known.has(key)).map(([, k]) => k);
   if (missing.length > 0) {
     const lockKeys = [...new Set(missing.map(identityLockKey))];
