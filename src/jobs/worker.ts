@@ -331,24 +331,33 @@ export async function queueAutoSyncs(
   return due.length;
 }
 
-/** Queue every sync whose schedule has fallen due, and set when it falls due next. */
-export async function queueDueSyncs(db: Db, jobs: SegmentJobs, now = new Date()): Promise<number> {
-  if (!jobs.requestSyncRun) return 0;
-  const due = await db.transaction(async (tx) => {
+/**
+ * The rows of a scheduled table (`syncs`, `sources`) whose schedule has fallen due, each moved
+ * on to when it falls due next in the same transaction: one worker claims each.
+ */
+async function claimDue(db: Db, table: 'syncs' | 'sources', now: Date) {
+  return db.transaction(async (tx) => {
     const found = await rows<{ id: string; schedule: string }>(
       tx,
-      sql`select id, schedule from syncs
+      sql`select id, schedule from ${sql.identifier(table)}
           where schedule is not null and next_run_at <= ${now.toISOString()}::timestamptz
           for update skip locked`,
     );
     for (const s of found) {
       await tx.execute(
-        sql`update syncs set next_run_at = ${nextScheduledRun(s.schedule, now).toISOString()}
+        sql`update ${sql.identifier(table)}
+            set next_run_at = ${nextScheduledRun(s.schedule, now).toISOString()}
             where id = ${s.id}`,
       );
     }
     return found;
   });
+}
+
+/** Queue every sync whose schedule has fallen due, and set when it falls due next. */
+export async function queueDueSyncs(db: Db, jobs: SegmentJobs, now = new Date()): Promise<number> {
+  if (!jobs.requestSyncRun) return 0;
+  const due = await claimDue(db, 'syncs', now);
   for (const s of due) await jobs.requestSyncRun!(s.id, 'schedule');
   return due.length;
 }
@@ -363,21 +372,7 @@ export async function queueDueImports(
   now = new Date(),
 ): Promise<number> {
   if (!jobs.requestImportRun) return 0;
-  const due = await db.transaction(async (tx) => {
-    const found = await rows<{ id: string; schedule: string }>(
-      tx,
-      sql`select id, schedule from sources
-          where schedule is not null and next_run_at <= ${now.toISOString()}::timestamptz
-          for update skip locked`,
-    );
-    for (const s of found) {
-      await tx.execute(
-        sql`update sources set next_run_at = ${nextScheduledRun(s.schedule, now).toISOString()}
-            where id = ${s.id}`,
-      );
-    }
-    return found;
-  });
+  const due = await claimDue(db, 'sources', now);
   let queued = 0;
   for (const s of due) {
     for (const stream of await enabledStreams(db, s.id)) {

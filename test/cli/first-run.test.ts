@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, describe, expect, it } from 'vitest';
 import { freshStore, startCli, type RunningHub, type Store } from './cli.ts';
+import { until } from '../support/wait.ts';
 
 const driver = process.env.DATABASE_URL ? 'postgres' : 'pglite';
 const ADMIN = 'aht_first_run_test_admin_token_0123456789';
@@ -22,15 +23,6 @@ function sampleCustomers(): number {
     if (id) ids.add(id);
   }
   return ids.size;
-}
-
-async function until<T>(read: () => Promise<T>, done: (v: T) => boolean, ms: number): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const value = await read();
-    if (done(value) || Date.now() > end) return value;
-    await new Promise((r) => setTimeout(r, 500));
-  }
 }
 
 describe(`the first run (${driver})`, () => {
@@ -61,6 +53,7 @@ describe(`the first run (${driver})`, () => {
       async () => (await get('/api/sources')).data as { id: string; name: string }[],
       (list) => list.length > 0,
       30_000,
+      500,
     );
     expect(sources.map((s) => s.name)).toEqual(['Online Retail (sample)']);
     const runs = await until(
@@ -71,6 +64,7 @@ describe(`the first run (${driver})`, () => {
         }[],
       (list) => list.some((r) => r.status !== 'running'),
       60_000,
+      500,
     );
     expect(runs[0]).toMatchObject({ status: 'succeeded' });
     expect(runs[0]!.rowsRejected).toBeGreaterThan(0); // the rows without a CustomerID
@@ -95,6 +89,7 @@ describe(`the first run (${driver})`, () => {
       },
       (v) => v.size > 0 && v.lines === v.size,
       60_000,
+      500,
     );
     expect(settled.lines).toBe(settled.size);
     expect(settled.size).toBeGreaterThan(0);
@@ -107,6 +102,7 @@ describe(`the first run (${driver})`, () => {
         )?.size ?? 0,
       (size) => size > 0,
       60_000,
+      500,
     );
     expect(champions).toBeGreaterThan(0);
     const profiles = (await get('/api/profiles?limit=100&kind=customer')).data as unknown[];

@@ -9,7 +9,8 @@ import { listImportRuns, runImport } from '../../src/imports/run.ts';
 import { createSource, setStreamMapping } from '../../src/imports/store.ts';
 import type { SegmentJobs } from '../../src/jobs/index.ts';
 import { queueDueImports, startWorker, type Worker } from '../../src/jobs/worker.ts';
-import { driver, testDatabase } from '../support/db.ts';
+import { databaseUrlOf, testDatabase } from '../support/db.ts';
+import { until } from '../support/wait.ts';
 import { admin, importDeps, tableSource } from './support.ts';
 
 let database: Database;
@@ -28,7 +29,7 @@ const mapping = { identities: { email: 'email' }, traits: { name: 'name' } };
 beforeAll(async () => {
   database = await testDatabase();
   db = database.db;
-  config = testConfig({ foldIntervalMs: 50, databaseUrl: await databaseUrl() });
+  config = testConfig({ foldIntervalMs: 50, databaseUrl: await databaseUrlOf(db) });
   hook = createServer((req, res) => {
     let body = '';
     req.on('data', (chunk) => (body += chunk));
@@ -46,24 +47,6 @@ afterAll(async () => {
   await new Promise((resolve) => hook?.close(resolve));
   await database?.close();
 });
-
-/** The URL of the suite's own database on PostgreSQL (pg-boss opens its own pool there). */
-async function databaseUrl(): Promise<string | undefined> {
-  if (driver !== 'postgres') return undefined;
-  const [row] = await rows<{ db: string }>(db, sql`select current_database() as db`);
-  const url = new URL(process.env.DATABASE_URL!);
-  url.pathname = `/${row!.db}`;
-  return url.toString();
-}
-
-async function until<T>(read: () => Promise<T>, done: (value: T) => boolean, ms = 15_000) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await read();
-    if (done(value) || Date.now() > deadline) return value;
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
 
 let counter = 0;
 async function source(options: { schedule?: string; expectedIntervalMinutes?: number } = {}) {

@@ -21,7 +21,8 @@ import { createDestination } from '../../src/destinations/store.ts';
 import type { SyncDeps } from '../../src/sync/engine.ts';
 import { createRegistry } from '../../src/sync/registry.ts';
 import { createSync, setAutoSync } from '../../src/sync/store.ts';
-import { driver, testDatabase } from '../support/db.ts';
+import { databaseUrlOf, driver, testDatabase } from '../support/db.ts';
+import { until } from '../support/wait.ts';
 import { memoryDestination } from '../support/destinations.ts';
 import { profileOf, send } from '../support/ingest.ts';
 
@@ -36,7 +37,7 @@ const owner: Principal = { tokenId: uuidv7(), name: 'marketer', role: 'marketer'
 beforeAll(async () => {
   database = await testDatabase();
   db = database.db;
-  config = testConfig({ foldIntervalMs: 50, databaseUrl: await databaseUrl() });
+  config = testConfig({ foldIntervalMs: 50, databaseUrl: await databaseUrlOf(db) });
   const registry = createRegistry();
   registry.register(memory.plugin);
   syncDeps = { registry, box: secretBox(randomBytes(32)), log: silentLogger };
@@ -46,24 +47,6 @@ afterAll(async () => {
   await worker.stop();
   await database.close();
 });
-
-/** The URL of the suite's own database on PostgreSQL (pg-boss opens its own pool there). */
-async function databaseUrl(): Promise<string | undefined> {
-  if (driver !== 'postgres') return undefined;
-  const [row] = await rows<{ db: string }>(db, sql`select current_database() as db`);
-  const url = new URL(process.env.DATABASE_URL!);
-  url.pathname = `/${row!.db}`;
-  return url.toString();
-}
-
-async function until<T>(read: () => Promise<T>, done: (value: T) => boolean, ms = 10_000) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await read();
-    if (done(value) || Date.now() > deadline) return value;
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
 
 const newSegment = (rules: unknown, schedule: string | null = null) =>
   createSegment(

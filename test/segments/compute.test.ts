@@ -9,7 +9,7 @@ import { uuidv7 } from '../../src/ids.ts';
 import { foldAll } from '../../src/profiles/fold.ts';
 import { computeIncrementally, computeSegment, listRuns } from '../../src/segments/compute.ts';
 import { createSegment } from '../../src/segments/store.ts';
-import { driver, testDatabase } from '../support/db.ts';
+import { databaseUrlOf, driver, testDatabase } from '../support/db.ts';
 import { profileOf, send } from '../support/ingest.ts';
 
 let database: Database;
@@ -274,7 +274,7 @@ onPostgres('a worker killed mid-run (postgres)', () => {
     await foldAll(db);
 
     // Hold the members table so the child's run blocks mid-way, then kill the child.
-    const url = await databaseUrl();
+    const url = (await databaseUrlOf(db))!;
     const blocker = postgres(url, { max: 1, onnotice: () => {} });
     const child = await blocker.begin(async (tx) => {
       await tx`lock table segment_members in exclusive mode`;
@@ -306,13 +306,6 @@ onPostgres('a worker killed mid-run (postgres)', () => {
     expect(killed.error).toMatch(/interrupted/);
   });
 });
-
-async function databaseUrl(): Promise<string> {
-  const [row] = await rows<{ db: string }>(db, sql`select current_database() as db`);
-  const url = new URL(process.env.DATABASE_URL!);
-  url.pathname = `/${row!.db}`;
-  return url.toString();
-}
 
 async function waitFor(check: () => Promise<boolean>, ms = 20_000) {
   const deadline = Date.now() + ms;

@@ -2,7 +2,8 @@ import { randomBytes } from 'node:crypto';
 import postgres from 'postgres';
 import { openPglite } from '../../src/db/drivers/pglite.ts';
 import { openPostgres } from '../../src/db/drivers/postgres.ts';
-import type { Database } from '../../src/db/index.ts';
+import { sql } from 'drizzle-orm';
+import { rows, type Database, type Db } from '../../src/db/index.ts';
 
 /** The driver this test run uses: PostgreSQL when DATABASE_URL is set, PGlite otherwise. */
 export const driver = process.env.DATABASE_URL ? 'postgres' : 'pglite';
@@ -33,4 +34,16 @@ export async function testDatabase(): Promise<Database> {
       await admin.end();
     },
   };
+}
+
+/**
+ * The URL of a suite's own database on PostgreSQL, for what opens its own connections there
+ * (pg-boss, a second hub process); undefined on PGlite.
+ */
+export async function databaseUrlOf(db: Db): Promise<string | undefined> {
+  if (!process.env.DATABASE_URL) return undefined;
+  const [row] = await rows<{ db: string }>(db, sql`select current_database() as db`);
+  const url = new URL(process.env.DATABASE_URL);
+  url.pathname = `/${row!.db}`;
+  return url.toString();
 }
