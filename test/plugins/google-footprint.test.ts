@@ -16,8 +16,9 @@ async function googleapisLoadedBy(modules: string[]): Promise<string[]> {
     const { createRequire } = await import('node:module');
     for (const m of ${JSON.stringify(modules)}) await import(m);
     const cache = createRequire(import.meta.url).cache;
-    const loaded = Object.keys(cache).filter((f) => f.includes('/node_modules/googleapis/'));
-    console.log(JSON.stringify(loaded.map((f) => f.slice(f.indexOf('/node_modules/googleapis/') + 25))));`;
+    const root = '/node_modules/googleapis/';
+    const loaded = Object.keys(cache).filter((f) => f.includes(root));
+    console.log(JSON.stringify(loaded.map((f) => f.slice(f.indexOf(root) + root.length))));`;
   const { stdout } = await promisify(execFile)(
     process.execPath,
     ['--import', 'tsx', '--input-type=module', '-e', script],
