@@ -40,6 +40,11 @@ export interface HubConfig {
   maxUploadBytes: number;
   /** A config-as-code folder `start` applies before serving (`npm start` gives `config/`). */
   configDir?: string;
+  /**
+   * How far (percent) the V8 heap may grow past its live size before a full collection;
+   * 0 leaves V8's own rule (up to 300%). See src/memory.ts.
+   */
+  heapGrowthPercent: number;
 }
 
 /** GA4's `purchase`/`value` and the Segment e-commerce spec's `Order Completed`/`revenue`. */
@@ -84,6 +89,16 @@ function positiveInteger(env: NodeJS.ProcessEnv, name: string, fallback: number)
   return value;
 }
 
+function wholeNumber(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
+  const text = env[name];
+  if (text === undefined || text === '') return fallback;
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < 0) {
+    throw new Error(`${name}: "${text}" is not a whole number (0 or more)`);
+  }
+  return value;
+}
+
 function cron(env: NodeJS.ProcessEnv, name: string, fallback: string): string {
   const text = env[name]?.trim() || fallback;
   try {
@@ -122,6 +137,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): HubConfig {
     secretKey: env.AUDIENCEHUB_SECRET_KEY || undefined,
     maxUploadBytes: positiveInteger(env, 'AUDIENCEHUB_MAX_UPLOAD_BYTES', 256 * 1024 * 1024),
     configDir: env.AUDIENCEHUB_CONFIG_DIR || undefined,
+    heapGrowthPercent: wholeNumber(env, 'AUDIENCEHUB_HEAP_GROWTH_PERCENT', 50),
   };
 }
 

@@ -14,6 +14,7 @@ import { openDatabase, type Database } from './db/index.ts';
 import { HubError } from './errors.ts';
 import type { Logger } from './log.ts';
 import { startWorker, type Worker } from './jobs/worker.ts';
+import { applyHeapGrowth } from './memory.ts';
 import { createSyncDeps } from './sync/deps.ts';
 import type { SyncDeps } from './sync/engine.ts';
 
@@ -62,6 +63,7 @@ export async function startHub(
   options: StartOptions = {},
 ): Promise<HubHandle> {
   const print = options.print ?? ((text: string) => process.stdout.write(text));
+  applyHeapGrowth(config.heapGrowthPercent);
   const database = await openHubDatabase(config);
   const runWorker = options.worker ?? true;
   let worker: Worker;

@@ -7,6 +7,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { createApiToken, Role } from '../auth/credentials.ts';
 import { loadConfig, type HubConfig } from '../config.ts';
 import { startWorker } from '../jobs/worker.ts';
+import { applyHeapGrowth } from '../memory.ts';
 import { applyFolder } from '../apply/cli.ts';
 import { createImportDeps } from '../imports/deps.ts';
 import { runImport, type ImportRun } from '../imports/run.ts';
@@ -146,6 +147,7 @@ const start = (withWorker: boolean) => (config: HubConfig, log: Logger) =>
 /** Only the worker, on the configured database. */
 const worker = (config: HubConfig, log: Logger) =>
   untilSignal(log, async () => {
+    applyHeapGrowth(config.heapGrowthPercent);
     const database = await openHubDatabase(config);
     try {
       const running = await startWorker(database, config, log, {

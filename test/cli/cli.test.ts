@@ -231,6 +231,12 @@ describe(`audiencehub CLI (${driver})`, () => {
       'audiencehub: AUDIENCEHUB_FOLD_INTERVAL_MS: "0.5" is not a positive whole number',
     );
 
+    const growth = await runCli(['start'], { AUDIENCEHUB_HEAP_GROWTH_PERCENT: '-5' });
+    expect(growth.code).toBe(1);
+    expect(growth.stderr.trim()).toBe(
+      'audiencehub: AUDIENCEHUB_HEAP_GROWTH_PERCENT: "-5" is not a whole number (0 or more)',
+    );
+
     const cron = await runCli(['start'], { AUDIENCEHUB_RFM_SCHEDULE: 'nightly' });
     expect(cron.code).toBe(1);
     expect(cron.stderr).toContain('AUDIENCEHUB_RFM_SCHEDULE: "nightly" is not a cron expression');

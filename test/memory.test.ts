@@ -1,0 +1,43 @@
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { loadConfig } from '../src/config.ts';
+import { heapGrowthFlag } from '../src/memory.ts';
+
+const run = promisify(execFile);
+const churn = fileURLToPath(new URL('./support/heap-churn.ts', import.meta.url));
+
+/** The largest heap a churning process reaches with the given growth percent. */
+async function peakHeap(percent: number): Promise<number> {
+  const { stdout } = await run(process.execPath, ['--import', 'tsx', churn, String(percent)], {
+    env: { ...process.env, NODE_OPTIONS: '' },
+  });
+  return Number(stdout.trim());
+}
+
+describe('heap growth', () => {
+  it('is 50% by default, and 0 leaves V8 its own rule', () => {
+    expect(loadConfig({}).heapGrowthPercent).toBe(50);
+    expect(loadConfig({ AUDIENCEHUB_HEAP_GROWTH_PERCENT: '0' }).heapGrowthPercent).toBe(0);
+    expect(heapGrowthFlag(50, [], '')).toBe('--heap-growing-percent=50');
+    expect(heapGrowthFlag(0, [], '')).toBeUndefined();
+  });
+
+  it("leaves a process's own flag alone, however it is spelled", () => {
+    expect(heapGrowthFlag(50, ['--heap-growing-percent=20'], '')).toBeUndefined();
+    expect(heapGrowthFlag(50, ['--heap_growing_percent=20'], '')).toBeUndefined();
+    expect(heapGrowthFlag(50, [], '--max-old-space-size=512 --heap-growing-percent=10')).toBe(
+      undefined,
+    );
+    expect(heapGrowthFlag(50, ['--max-old-space-size=512'], '--enable-source-maps')).toBe(
+      '--heap-growing-percent=50',
+    );
+  });
+
+  it('keeps a churning process to a smaller heap than V8 would let it reach', async () => {
+    const [own, limited] = await Promise.all([peakHeap(0), peakHeap(50)]);
+    expect(own).toBeGreaterThan(0);
+    expect(limited).toBeLessThan(own * 0.85);
+  }, 60_000);
+});
