@@ -12,16 +12,16 @@ const FLAG = 'heap-growing-percent';
 
 /**
  * The V8 flag to set for `percent` (0 leaves V8's own rule), or nothing when the process was
- * started with its own (`node --heap-growing-percent=…`), which wins.
+ * started with its own (`node --heap-growing-percent=…`; Node refuses it in NODE_OPTIONS), which
+ * wins.
  */
 export function heapGrowthFlag(
   percent: number,
   execArgv: readonly string[] = process.execArgv,
-  nodeOptions: string = process.env.NODE_OPTIONS ?? '',
 ): string | undefined {
   if (percent <= 0) return undefined;
   const named = (arg: string) => arg.replace(/^--/, '').replaceAll('_', '-').startsWith(FLAG);
-  if (execArgv.some(named) || nodeOptions.split(/\s+/).some(named)) return undefined;
+  if (execArgv.some(named)) return undefined;
   return `--${FLAG}=${percent}`;
 }
 
