@@ -292,6 +292,18 @@ export async function computeIncrementally(
     const horizon = Number(cursor.folded ?? 0);
     const to = Math.min(horizon, from + maxEvents);
     if (to <= from) return none;
+    const advance = () =>
+      tx.execute(
+        sql`update event_cursors set position = ${to}, updated_at = now()
+            where name = ${INCREMENTAL_CURSOR}`,
+      );
+    // Without any segment there is nothing to evaluate and no member to take out. A segment
+    // created after this read is computed in full from data that includes this window.
+    const [any] = await rows<{ exists: boolean }>(tx, sql`select exists (select from segments)`);
+    if (!any!.exists) {
+      await advance();
+      return { ...none, more: to < horizon };
+    }
     // The window's profiles first, then each looked up by key: a join condition on merged_into
     // lets the planner (without statistics) read every live profile through its index, a cost
     // that grows with the table rather than the window. Liveness is filtered here, not in SQL.
@@ -332,10 +344,7 @@ export async function computeIncrementally(
       gone.forEach((id) => changedSegments.add(id));
     }
     result.changedSegments = [...changedSegments].sort();
-    await tx.execute(
-      sql`update event_cursors set position = ${to}, updated_at = now()
-          where name = ${INCREMENTAL_CURSOR}`,
-    );
+    await advance();
     return { ...result, more: to < horizon };
   });
 }

@@ -192,6 +192,26 @@ describe(`incremental computation (${driver})`, () => {
     expect(await listRuns(db, paris.id)).toHaveLength(runs.length);
   });
 
+  it('reads nothing while there is no segment, and a segment created later starts complete', async () => {
+    await send(db, config, [purchase('a'), purchase('a'), purchase('b')]);
+    await foldAll(db);
+    // The window is passed over: no profile is evaluated, and the cursor reaches the fold's.
+    expect(await computeIncrementally(db)).toMatchObject({ events: 0, profiles: 0, more: false });
+    const cursors = await rows<{ name: string; position: number }>(
+      db,
+      sql`select name, position::int from event_cursors order by name`,
+    );
+    expect(cursors.map((c) => c.position)).toEqual([3, 3]);
+
+    const buyers = await segment(repeatBuyers);
+    await computeSegment(db, buyers.id, 'create');
+    expect(await members(buyers.id)).toEqual(['a']);
+    await send(db, config, [purchase('b')]);
+    await foldAll(db);
+    expect(await computeIncrementally(db)).toMatchObject({ profiles: 1, entered: 1 });
+    expect(await members(buyers.id)).toEqual(['a', 'b']);
+  });
+
   it('takes merged-away profiles out and evaluates the survivor', async () => {
     await send(db, config, [
       purchase('u'),
