@@ -79,22 +79,14 @@ const list = (text: string | undefined) =>
     .map((s) => s.trim())
     .filter(Boolean);
 
-function positiveInteger(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
+/** A whole number from the environment, at least `min` (1: "positive", 0: "0 or more"). */
+function integer(env: NodeJS.ProcessEnv, name: string, fallback: number, min: 0 | 1 = 1): number {
   const text = env[name];
   if (text === undefined || text === '') return fallback;
   const value = Number(text);
-  if (!Number.isInteger(value) || value <= 0) {
-    throw new Error(`${name}: "${text}" is not a positive whole number`);
-  }
-  return value;
-}
-
-function wholeNumber(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
-  const text = env[name];
-  if (text === undefined || text === '') return fallback;
-  const value = Number(text);
-  if (!Number.isInteger(value) || value < 0) {
-    throw new Error(`${name}: "${text}" is not a whole number (0 or more)`);
+  if (!Number.isInteger(value) || value < min) {
+    const kind = min === 1 ? 'a positive whole number' : 'a whole number (0 or more)';
+    throw new Error(`${name}: "${text}" is not ${kind}`);
   }
   return value;
 }
@@ -131,13 +123,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): HubConfig {
       ? list(env.AUDIENCEHUB_ANONYMOUS_IDENTITY_TYPES)
       : ['anonymous_id'],
     defaultPhoneCountry: env.AUDIENCEHUB_PHONE_COUNTRY || undefined,
-    foldIntervalMs: positiveInteger(env, 'AUDIENCEHUB_FOLD_INTERVAL_MS', 250),
-    maxSegmentsPerOwner: positiveInteger(env, 'AUDIENCEHUB_MAX_SEGMENTS_PER_OWNER', 50),
+    foldIntervalMs: integer(env, 'AUDIENCEHUB_FOLD_INTERVAL_MS', 250),
+    maxSegmentsPerOwner: integer(env, 'AUDIENCEHUB_MAX_SEGMENTS_PER_OWNER', 50),
     rfmSchedule: cron(env, 'AUDIENCEHUB_RFM_SCHEDULE', '15 2 * * *'),
     secretKey: env.AUDIENCEHUB_SECRET_KEY || undefined,
-    maxUploadBytes: positiveInteger(env, 'AUDIENCEHUB_MAX_UPLOAD_BYTES', 256 * 1024 * 1024),
+    maxUploadBytes: integer(env, 'AUDIENCEHUB_MAX_UPLOAD_BYTES', 256 * 1024 * 1024),
     configDir: env.AUDIENCEHUB_CONFIG_DIR || undefined,
-    heapGrowthPercent: wholeNumber(env, 'AUDIENCEHUB_HEAP_GROWTH_PERCENT', 50),
+    heapGrowthPercent: integer(env, 'AUDIENCEHUB_HEAP_GROWTH_PERCENT', 50, 0),
   };
 }
 
