@@ -8,9 +8,19 @@ import { heapGrowthFlag } from '../src/memory.ts';
 const run = promisify(execFile);
 const churn = fileURLToPath(new URL('./support/heap-churn.ts', import.meta.url));
 
-/** The largest heap a churning process reaches with the given growth percent. */
+/**
+ * The largest heap a churning process reaches with the given growth percent. Its collector runs
+ * on its own thread only: marking alongside on other threads lets a heap outgrow its limit by
+ * however far the allocation gets before marking ends, which a busy machine stretches.
+ */
 async function peakHeap(percent: number): Promise<number> {
-  const { stdout } = await run(process.execPath, ['--import', 'tsx', churn, String(percent)]);
+  const { stdout } = await run(process.execPath, [
+    '--single-threaded-gc',
+    '--import',
+    'tsx',
+    churn,
+    String(percent),
+  ]);
   return Number(stdout.trim());
 }
 
@@ -28,9 +38,9 @@ describe('heap growth', () => {
     expect(heapGrowthFlag(50, ['--max-old-space-size=512'])).toBe('--heap-growing-percent=50');
   });
 
-  it('keeps a churning process to a smaller heap than V8 would let it reach', async () => {
+  it("keeps a churning process to a smaller heap than V8's own rule, set while it runs", async () => {
     const [own, limited] = await Promise.all([peakHeap(0), peakHeap(50)]);
     expect(own).toBeGreaterThan(0);
-    expect(limited).toBeLessThan(own * 0.85);
+    expect(limited).toBeLessThan(own * 0.75);
   }, 60_000);
 });
