@@ -8,6 +8,7 @@ import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import postgres from 'postgres';
 import { testConfig, type HubConfig } from '../src/config.ts';
+import { applyHeapGrowth } from '../src/memory.ts';
 
 export const DEFAULT_PG_URL =
   process.env.BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
@@ -20,11 +21,16 @@ export interface Scratch {
   keep(): Promise<void>;
 }
 
+/**
+ * A scratch place for one database. The benchmark's process then runs as the hub's own processes
+ * do, with the same heap growth (src/memory.ts), whether or not it starts a hub.
+ */
 export async function scratch(
   driver: 'pglite' | 'postgres',
   pgUrl: string,
   label: string,
 ): Promise<Scratch> {
+  applyHeapGrowth(testConfig().heapGrowthPercent);
   const dataDir = mkdtempSync(join(tmpdir(), `audiencehub-bench-${label}-`));
   const removeDir = async () => rmSync(dataDir, { recursive: true, force: true });
   if (driver === 'pglite') {

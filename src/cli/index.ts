@@ -147,7 +147,6 @@ const start = (withWorker: boolean) => (config: HubConfig, log: Logger) =>
 /** Only the worker, on the configured database. */
 const worker = (config: HubConfig, log: Logger) =>
   untilSignal(log, async () => {
-    applyHeapGrowth(config.heapGrowthPercent);
     const database = await openHubDatabase(config);
     try {
       const running = await startWorker(database, config, log, {
@@ -268,7 +267,10 @@ async function withConfig(
   run: (config: HubConfig, log: Logger) => Promise<void>,
 ) {
   const log = createLogger(logLevel(env));
-  await run(configFrom(env), log);
+  const config = configFrom(env);
+  // Every command works on the hub's data the way the hub does, with the same heap growth.
+  applyHeapGrowth(config.heapGrowthPercent);
+  await run(config, log);
 }
 
 /**
