@@ -133,7 +133,8 @@ async function copyBaseline(driver: 'pglite' | 'postgres', pgUrl: string) {
  * `events` table, with its indexes: `COPY` of the raw file into a staging table, then one
  * `INSERT … SELECT` of the rows with a customer, shaped as the mapping shapes them. It leaves out
  * everything an import must also do (identities, profiles, rejects, duplicates, computed traits)
- * and makes each profile id from the customer id, so it is a floor, not a path.
+ * and makes each profile id from the customer id, so it is a floor, not a path. The same insert
+ * into a copy of `events` without its indexes shows what the indexes alone cost.
  */
 async function setBasedFloor(pgUrl: string) {
   const place = await scratch('postgres', pgUrl, 'floor');
@@ -149,22 +150,31 @@ async function setBasedFloor(pgUrl: string) {
         await client`copy staging from stdin with (format csv, header true)`.writable();
       await pipeline(createReadStream(FILE), createGunzip(), writable);
     });
-    const insert = await measured(() =>
-      client.unsafe(`
-        insert into events (profile_id, source, message_id, type, name, properties, revenue,
-          "timestamp", received_at, user_id)
-        select md5(customer_id)::uuid, 'floor',
-          md5(concat_ws(',', invoice_no, stock_code, description, quantity, invoice_date,
-            unit_price, customer_id, country)),
-          'track', 'Order Line',
-          jsonb_build_object('invoice', invoice_no, 'sku', stock_code, 'description', description,
-            'quantity', quantity::integer, 'unit_price', unit_price::numeric),
-          quantity::numeric * unit_price::numeric,
-          invoice_date::timestamp at time zone 'Europe/London', now(), customer_id
-        from staging where customer_id <> ''
-        on conflict (source, message_id) do nothing`),
-    );
-    return { copySeconds: copy.seconds, insertSeconds: insert.seconds, rows: insert.result.count };
+    const insertInto = (table: string, onConflict: string) =>
+      measured(() =>
+        client.unsafe(`
+          insert into ${table} (profile_id, source, message_id, type, name, properties, revenue,
+            "timestamp", received_at, user_id)
+          select md5(customer_id)::uuid, 'floor',
+            md5(concat_ws(',', invoice_no, stock_code, description, quantity, invoice_date,
+              unit_price, customer_id, country)),
+            'track', 'Order Line',
+            jsonb_build_object('invoice', invoice_no, 'sku', stock_code, 'description', description,
+              'quantity', quantity::integer, 'unit_price', unit_price::numeric),
+            quantity::numeric * unit_price::numeric,
+            invoice_date::timestamp at time zone 'Europe/London', now(), customer_id
+          from staging where customer_id <> ''
+          ${onConflict}`),
+      );
+    const insert = await insertInto('events', 'on conflict (source, message_id) do nothing');
+    await client.unsafe(`create table events_without_indexes (like events including defaults)`);
+    const bare = await insertInto('events_without_indexes', '');
+    return {
+      copySeconds: copy.seconds,
+      insertSeconds: insert.seconds,
+      withoutIndexesSeconds: bare.seconds,
+      rows: insert.result.count,
+    };
   } finally {
     await client.end();
     await place.drop();
@@ -230,6 +240,7 @@ async function main() {
       floor = {
         copySeconds: Number(measuredFloor.copySeconds.toFixed(2)),
         insertSeconds: Number(measuredFloor.insertSeconds.toFixed(2)),
+        insertWithoutIndexesSeconds: Number(measuredFloor.withoutIndexesSeconds.toFixed(2)),
         eventsInserted: measuredFloor.rows,
         rowsPerSecond: Math.round(541_909 / seconds),
         ofBaseline: baseline
@@ -238,7 +249,8 @@ async function main() {
       };
       log(
         `  set-based floor: COPY ${floor.copySeconds} s + insert of ${floor.eventsInserted} events ` +
-          `${floor.insertSeconds} s: ${floor.rowsPerSecond} rows/s (${floor.ofBaseline} of COPY)`,
+          `${floor.insertSeconds} s: ${floor.rowsPerSecond} rows/s (${floor.ofBaseline} of COPY); ` +
+          `the same insert without the indexes of events ${floor.insertWithoutIndexesSeconds} s`,
       );
     }
     const summary = {
