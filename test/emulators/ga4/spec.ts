@@ -9,10 +9,9 @@
  * (`v1beta/properties/{propertiesId}:runReport`). So each method's `{+…}` path parameter is
  * replaced by the flatPath's own parameters before the document is handed to it.
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { readFileSync } from 'node:fs';
 import { DiscoverySpec, type DiscoveryDocument } from '../sheets/spec.ts';
+import { sharedFile } from '../../support/datasets.ts';
 
 export { DiscoverySpec, type SpecViolation } from '../sheets/spec.ts';
 
@@ -23,17 +22,8 @@ const NAME = 'analyticsdata-v1beta.discovery.json';
  * `shared/specs` beside the repository or one of its parents, else /work/shared/specs.
  */
 export function analyticsDataDiscoveryFile(): string {
-  const candidates: string[] = [];
-  if (process.env.AUDIENCEHUB_SPECS) candidates.push(process.env.AUDIENCEHUB_SPECS);
-  let dir = fileURLToPath(new URL('../../../', import.meta.url));
-  for (;;) {
-    candidates.push(join(dir, '..', 'shared', 'specs'));
-    const parent = dirname(dir);
-    if (parent === dir) break;
-    dir = parent;
-  }
-  candidates.push('/work/shared/specs');
-  for (const c of candidates) if (existsSync(join(c, NAME))) return join(c, NAME);
+  const { found, candidates } = sharedFile('specs', NAME, 'AUDIENCEHUB_SPECS');
+  if (found) return found;
   throw new Error(`${NAME} not found (looked in ${candidates.join(', ')}); set AUDIENCEHUB_SPECS`);
 }
 

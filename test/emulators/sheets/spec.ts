@@ -18,11 +18,10 @@
  * ignores them). Stricter than the API: field names must be lowerCamelCase and enums names
  * (proto3 JSON also takes snake_case names and enum numbers; googleapis sends neither).
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { readFileSync } from 'node:fs';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import addFormats from 'ajv-formats';
+import { sharedFile } from '../../support/datasets.ts';
 
 interface DiscoveryParameter {
   type: string;
@@ -93,17 +92,8 @@ interface Route {
  */
 export function sheetsDiscoveryFile(): string {
   const name = 'sheets-v4.discovery.json';
-  const candidates: string[] = [];
-  if (process.env.AUDIENCEHUB_SPECS) candidates.push(process.env.AUDIENCEHUB_SPECS);
-  let dir = fileURLToPath(new URL('../../../', import.meta.url));
-  for (;;) {
-    candidates.push(join(dir, '..', 'shared', 'specs'));
-    const parent = dirname(dir);
-    if (parent === dir) break;
-    dir = parent;
-  }
-  candidates.push('/work/shared/specs');
-  for (const c of candidates) if (existsSync(join(c, name))) return join(c, name);
+  const { found, candidates } = sharedFile('specs', name, 'AUDIENCEHUB_SPECS');
+  if (found) return found;
   throw new Error(`${name} not found (looked in ${candidates.join(', ')}); set AUDIENCEHUB_SPECS`);
 }
 
