@@ -27,6 +27,11 @@ export interface HubConfig {
   defaultPhoneCountry?: string;
   /** How often the background fold looks for new events to fold into computed traits. */
   foldIntervalMs: number;
+  /**
+   * The longest the fold rests while ingestion is busy (see `refreshPause` in
+   * src/jobs/worker.ts): how far computed traits may fall behind to fold bigger windows.
+   */
+  foldMaxIntervalMs: number;
   /** How many segments one owner (API token) may have. */
   maxSegmentsPerOwner: number;
   /** When the RFM scores are recomputed: a cron expression in UTC. */
@@ -124,6 +129,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): HubConfig {
       : ['anonymous_id'],
     defaultPhoneCountry: env.AUDIENCEHUB_PHONE_COUNTRY || undefined,
     foldIntervalMs: integer(env, 'AUDIENCEHUB_FOLD_INTERVAL_MS', 250),
+    foldMaxIntervalMs: integer(env, 'AUDIENCEHUB_FOLD_MAX_INTERVAL_MS', 1000),
     maxSegmentsPerOwner: integer(env, 'AUDIENCEHUB_MAX_SEGMENTS_PER_OWNER', 50),
     rfmSchedule: cron(env, 'AUDIENCEHUB_RFM_SCHEDULE', '15 2 * * *'),
     secretKey: env.AUDIENCEHUB_SECRET_KEY || undefined,

@@ -249,7 +249,12 @@ export async function startWorker(
 
   const refresh =
     (options.refresh ?? true)
-      ? startRefresh(db, log, config.foldIntervalMs, afterMembershipChange)
+      ? startRefresh(
+          db,
+          log,
+          { intervalMs: config.foldIntervalMs, maxIntervalMs: config.foldMaxIntervalMs },
+          afterMembershipChange,
+        )
       : null;
   return {
     jobs,
@@ -383,11 +388,29 @@ export async function queueDueImports(
   return queued;
 }
 
+/**
+ * How long the refresh loop rests after a round that caught up: at least `intervalMs`, and
+ * three times the round's own length after a long round, so that folding takes at most a
+ * quarter of the time; never more than `maxMs`.
+ *
+ * A round is long when ingestion is busy. Resting longer then gives the next fold a bigger
+ * window, where a profile seen several times is updated once, and leaves the database to the
+ * transactions that store events. With light traffic a round takes a few milliseconds and the
+ * loop rests `intervalMs`, so computed traits and segments stay as fresh as before.
+ *
+ * @example
+ * refreshPause(20, 250, 1000); // 250: a short round
+ * refreshPause(300, 250, 1000); // 900: busy, so the next window is bigger
+ */
+export function refreshPause(roundMs: number, intervalMs: number, maxMs: number): number {
+  return Math.max(intervalMs, Math.min(maxMs, 3 * roundMs));
+}
+
 /** The refresh loop: fold, then compute incrementally; again at once while work is waiting. */
 export function startRefresh(
   db: Db,
   log: Logger,
-  intervalMs: number,
+  { intervalMs, maxIntervalMs }: { intervalMs: number; maxIntervalMs: number },
   afterMembershipChange: (segmentIds: string[]) => Promise<unknown> = async () => {},
 ) {
   let stopped = false;
@@ -400,13 +423,16 @@ export function startRefresh(
     });
   const run = async () => {
     while (!stopped) {
+      const started = performance.now();
       try {
         const folded = await foldNewEvents(db);
         const computed = await computeIncrementally(db);
         if (computed.changedSegments.length > 0) {
           await afterMembershipChange(computed.changedSegments);
         }
-        if (!folded.more && !computed.more) await pause(intervalMs);
+        if (!folded.more && !computed.more) {
+          await pause(refreshPause(performance.now() - started, intervalMs, maxIntervalMs));
+        }
       } catch (error) {
         log.error('refreshing computed traits and segments failed; retrying', {
           error: error instanceof Error ? error.message : String(error),

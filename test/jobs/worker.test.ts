@@ -9,6 +9,7 @@ import type { SegmentJobs } from '../../src/jobs/index.ts';
 import {
   queueDueSchedules,
   queueDueSyncs,
+  refreshPause,
   refreshRfmScores,
   startWorker,
   type Worker,
@@ -270,5 +271,23 @@ describe(`sync schedules (${driver})`, () => {
     );
     expect(new Date(next!.next_run_at).toISOString()).toBe('2030-01-01T11:00:00.000Z');
     expect(await queueDueSyncs(db, jobs, now)).toBe(0);
+  });
+});
+
+describe('the refresh loop’s rest after a round', () => {
+  it('rests the interval after a short round, so light traffic is folded as soon as before', () => {
+    expect(refreshPause(0, 250, 1000)).toBe(250);
+    expect(refreshPause(80, 250, 1000)).toBe(250);
+  });
+
+  it('rests three times a long round, so folding takes at most a quarter of the time', () => {
+    expect(refreshPause(100, 250, 1000)).toBe(300);
+    expect(refreshPause(300, 250, 1000)).toBe(900);
+  });
+
+  it('never rests longer than the most it may, nor less than the interval', () => {
+    expect(refreshPause(5000, 250, 1000)).toBe(1000);
+    // A longest rest set below the interval leaves the interval in charge.
+    expect(refreshPause(5000, 2000, 1000)).toBe(2000);
   });
 });
