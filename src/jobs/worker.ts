@@ -431,7 +431,10 @@ export function startRefresh(
           await afterMembershipChange(computed.changedSegments);
         }
         if (!folded.more && !computed.more) {
-          await pause(refreshPause(performance.now() - started, intervalMs, maxIntervalMs));
+          const roundMs = performance.now() - started;
+          const restMs = refreshPause(roundMs, intervalMs, maxIntervalMs);
+          log.debug('refresh caught up', { events: folded.events, roundMs, restMs });
+          await pause(restMs);
         }
       } catch (error) {
         log.error('refreshing computed traits and segments failed; retrying', {
