@@ -135,7 +135,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): HubConfig {
     secretKey: env.AUDIENCEHUB_SECRET_KEY || undefined,
     maxUploadBytes: integer(env, 'AUDIENCEHUB_MAX_UPLOAD_BYTES', 256 * 1024 * 1024),
     configDir: env.AUDIENCEHUB_CONFIG_DIR || undefined,
-    heapGrowthPercent: integer(env, 'AUDIENCEHUB_HEAP_GROWTH_PERCENT', 50, 0),
+    heapGrowthPercent: integer(env, 'AUDIENCEHUB_HEAP_GROWTH_PERCENT', 100, 0),
   };
 }
 

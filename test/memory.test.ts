@@ -25,8 +25,8 @@ async function peakHeap(percent: number): Promise<number> {
 }
 
 describe('heap growth', () => {
-  it('is 50% by default, and 0 leaves V8 its own rule', () => {
-    expect(loadConfig({}).heapGrowthPercent).toBe(50);
+  it('is 100% by default, and 0 leaves V8 its own rule', () => {
+    expect(loadConfig({}).heapGrowthPercent).toBe(100);
     expect(loadConfig({ AUDIENCEHUB_HEAP_GROWTH_PERCENT: '0' }).heapGrowthPercent).toBe(0);
     expect(heapGrowthFlag(50, [])).toBe('--heap-growing-percent=50');
     expect(heapGrowthFlag(0, [])).toBeUndefined();
