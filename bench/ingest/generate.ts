@@ -38,10 +38,15 @@ function random(seed: number): () => number {
   };
 }
 
-/** A stable UUID-shaped id derived from a label. */
-function uuidFrom(label: string): string {
+/**
+ * Stable UUID-shaped ids for one kind of thing in one run: the first groups are a hash of the
+ * run and the kind, the last group the thing's number, so ids are unique by construction and
+ * cost no hash per event (the senders share the machine with the hub they measure).
+ */
+function uuidsFor(label: string): (n: number) => string {
   const h = createHash('sha1').update(label).digest('hex');
-  return `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-8${h.slice(17, 20)}-${h.slice(20, 32)}`;
+  const prefix = `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-8${h.slice(17, 20)}-`;
+  return (n) => prefix + n.toString(16).padStart(12, '0');
 }
 
 export interface TrackEvent {
@@ -86,7 +91,9 @@ export function createTraffic(options: TrafficOptions): Traffic {
   const { events, users, batchSize, runId, now } = options;
   const userId = (u: number) => `user_${u.toString().padStart(7, '0')}`;
   // One device per user, a second one for every tenth: realistic enough for linking.
-  const anonymousId = (u: number, device: number) => uuidFrom(`${runId}/anon/${u}/${device}`);
+  const anonymousIds = uuidsFor(`${runId}/anon`);
+  const anonymousId = (u: number, device: number) => anonymousIds(u * 2 + device);
+  const profileIds = uuidsFor(`${runId}/profile`);
 
   function event(n: number): TrackEvent {
     const r = random(n * 2654435761 + 17);
@@ -165,6 +172,6 @@ export function createTraffic(options: TrafficOptions): Traffic {
         out.push(event(n));
       return out;
     },
-    profileId: (user) => uuidFrom(`${runId}/profile/${user}`),
+    profileId: (user) => profileIds(Number(user.slice('user_'.length))),
   };
 }

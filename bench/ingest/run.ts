@@ -297,7 +297,9 @@ async function benchHub(
       const sender = batchSender(traffic, hub.url, auth);
       stats = sender.stats;
       await server?.start();
-      measured = await measure(traffic, () => runSenders(traffic, opts.concurrency, sender.send));
+      measured = await measure(traffic, () =>
+        runSenders(traffic, opts.concurrency, sender.send).finally(sender.close),
+      );
     } else {
       const child = await startSenders({
         traffic: traffic.options,
