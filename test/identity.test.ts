@@ -8,7 +8,7 @@ import { parseMessage } from '../src/events/message.ts';
 import { eraseProfile } from '../src/profiles/erase.ts';
 import { foldAll, foldNewEvents } from '../src/profiles/fold.ts';
 import { IdentityCache } from '../src/profiles/identity-cache.ts';
-import { mergeProfiles } from '../src/profiles/resolve.ts';
+import { mergeProfiles, readProfileEpoch } from '../src/profiles/resolve.ts';
 import { driver, testDatabase } from './support/db.ts';
 import { count, liveProfiles, profileOf, send } from './support/ingest.ts';
 
@@ -483,6 +483,37 @@ describe(`the identity cache (${driver})`, () => {
     expect(cache.get('anonymous_id:new-a')).toBe(survivor);
     expect(await count(db, 'events', sql`profile_id <> ${survivor}`)).toBe(0);
     expect((await liveProfiles(db)).find((p) => p.id === survivor)!.event_count).toBe(3);
+  });
+
+  it('moves the profile epoch on with every merge and every erasure, and with nothing else', async () => {
+    const before = await readProfileEpoch(db);
+    await send(db, config, [{ type: 'track', event: 'x', userId: 'e-u' }]);
+    await send(db, config, [{ type: 'identify', anonymousId: 'e-a', traits: { plan: 'pro' } }]);
+    expect(await readProfileEpoch(db)).toBe(before);
+    await send(db, config, [{ type: 'identify', userId: 'e-u', anonymousId: 'e-a' }]);
+    const merged = await readProfileEpoch(db);
+    expect(merged).toBe(before + 1);
+    await eraseProfile(db, (await profileOf(db, 'user_id', 'e-u'))!, { id: null, name: 'test' });
+    expect(await readProfileEpoch(db)).toBe(merged + 1);
+  });
+
+  it('sends nothing to a profile its own process merged away, through identities the merge did not carry', async () => {
+    const cache = new IdentityCache();
+    await cached(cache, [{ type: 'track', event: 'x', userId: 'keep' }]);
+    await cached(cache, [{ type: 'track', event: 'x', userId: 'other', anonymousId: 'device' }]);
+    const loser = cache.get('user_id:other');
+    expect(loser).toBeDefined();
+    // The device turns out to be the first person's: the newer profile is merged away, and the
+    // cache held its user id, which the merging message did not carry.
+    await cached(cache, [{ type: 'identify', userId: 'keep', anonymousId: 'device' }]);
+    const survivor = await profileOf(db, 'user_id', 'keep');
+    expect(survivor).not.toBe(loser);
+    expect(cache.get('user_id:other')).toBeUndefined();
+
+    const result = await cached(cache, [{ type: 'track', event: 'after', userId: 'other' }]);
+    expect(result.profileIds).toEqual([survivor]);
+    expect(await count(db, 'events', sql`profile_id <> ${survivor}`)).toBe(0);
+    expect(cache.get('user_id:other')).toBe(survivor);
   });
 
   it('follows a merge made through the cache to the survivor', async () => {

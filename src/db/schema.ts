@@ -14,6 +14,7 @@ import {
   json,
   jsonb,
   numeric,
+  pgSequence,
   pgTable,
   primaryKey,
   smallint,
@@ -58,6 +59,13 @@ export const profiles = pgTable(
     index('profiles_traits_idx').using('gin', sql`${t.traits} jsonb_path_ops`),
   ],
 );
+
+/**
+ * Moves on with every transaction that merges profiles and every erasure, in whatever process:
+ * an identity cache that sees it moved only by its own process's merges knows none of the
+ * profiles it names was merged or erased elsewhere (src/profiles/identity-cache.ts).
+ */
+export const profileEpoch = pgSequence('profile_epoch');
 
 /** (type, normalised value) → the live profile that holds it. */
 export const identities = pgTable(

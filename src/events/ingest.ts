@@ -8,7 +8,12 @@ import type { HubConfig } from '../config.ts';
 import { json, pgCode, rows, textArray, uuidArray, withRetry, type Db } from '../db/index.ts';
 import type { IdentityCache } from '../profiles/identity-cache.ts';
 import { holdIngestHorizon } from '../profiles/fold.ts';
-import { checkLive, lockLiveProfiles, resolveProfiles } from '../profiles/resolve.ts';
+import {
+  checkLive,
+  lockLiveProfiles,
+  readProfileEpoch,
+  resolveProfiles,
+} from '../profiles/resolve.ts';
 import type { PreparedMessage } from './message.ts';
 
 export interface IngestResult {
@@ -42,10 +47,11 @@ export async function ingestMessages(
   const seen = new Set<string>();
   const unique = messages.filter((_, i) => !seen.has(keys[i]!) && seen.add(keys[i]!));
   let attempts = 0;
-  const { result, learned } = await withRetry(db, async (tx) => {
+  const { result, resolution, epoch, checked } = await withRetry(db, async (tx) => {
     // What made this attempt necessary may be a stale cached identity.
     if (attempts++ > 0) identityCache?.clear();
     const resolution = await resolveProfiles(tx, unique, config, identityCache);
+    if (resolution.epoch !== null) identityCache?.merging(resolution.epoch);
     const { profileIds, survivors, touched } = resolution;
     // Profiles whose row changes here, or that gain an identity, are locked, and must be live;
     // the others only receive events, which a merge committing meanwhile leaves for the fold
@@ -61,12 +67,18 @@ export async function ingestMessages(
     await lockLiveProfiles(tx, gaining, 'key share');
     // After the horizon, so an erasure (which takes it exclusively) cannot slip in between.
     await holdIngestHorizon(tx);
-    await checkLive(
-      tx,
-      [...touched].filter(
-        (id) => !changing.has(id) && !resolution.gained.has(id) && !resolution.created.has(id),
-      ),
-    );
+    // Profiles that only receive events are checked live, unless the cache they came from
+    // shows that nothing but this process's merges has merged or erased a profile since.
+    const epoch = identityCache ? await readProfileEpoch(tx) : 0;
+    const checked = !identityCache?.trusts(epoch);
+    if (checked) {
+      await checkLive(
+        tx,
+        [...touched].filter(
+          (id) => !changing.has(id) && !resolution.gained.has(id) && !resolution.created.has(id),
+        ),
+      );
+    }
     const inserted = await insertEvents(tx, unique, profileIds);
     if (resolution.customers.size > 0) await markCustomers(tx, [...resolution.customers]);
     await recordTraits(tx, unique, profileIds);
@@ -80,9 +92,14 @@ export async function ingestMessages(
       // Only the first copy of a repeated messageId can be the stored one.
       stored: messages.map((m) => storedNow.has(m)),
     };
-    return { result, learned: resolution.learned };
+    return { result, resolution, epoch, checked };
   });
-  if (identityCache) for (const [key, profile] of learned) identityCache.set(key, profile);
+  identityCache?.committed({
+    epoch,
+    checked,
+    learned: resolution.learned,
+    losers: resolution.losers,
+  });
   return result;
 }
 

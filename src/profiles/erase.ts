@@ -2,6 +2,7 @@ import { sql, type SQL } from 'drizzle-orm';
 import { RetryTransaction, rows, uuidArray, withRetry, type Db } from '../db/index.ts';
 import { recordAudit, type Actor } from '../audit.ts';
 import { exclusiveIngestHorizon } from './fold.ts';
+import { advanceProfileEpoch } from './resolve.ts';
 import { resolvePerson } from './view.ts';
 
 /** How many rows an erasure deleted, per table. */
@@ -42,6 +43,9 @@ export async function eraseProfile(
     // Wait for the batches in flight (one may hold an event for this person) and hold off new
     // ones until the erasure commits. Taken after the row locks, as ingestion takes them.
     await exclusiveIngestHorizon(tx);
+    // Under the horizon: a batch that starts after the erasure sees the epoch moved, and checks
+    // the profiles its identity cache gave it.
+    await advanceProfileEpoch(tx);
 
     const count = async (statement: SQL) =>
       (

@@ -1,17 +1,34 @@
 /**
  * Which profile holds an identity, remembered in process so that known people resolve without
  * a query. An identity moves to another profile only when its profile is merged (and becomes a
- * tombstone) or is erased, and ingestion always checks, under lock, that the profiles it used
- * are still live: a stale entry therefore makes the transaction retry, and a retry clears the
- * cache. Only mappings from committed transactions are added.
+ * tombstone) or is erased. Only mappings from committed transactions are added.
+ *
+ * Whether an entry may be stale is told by the profile epoch, a sequence that every merge and
+ * every erasure moves on, in any process (src/db/schema.ts). The cache keeps the epoch up to
+ * which its entries are known good, and the epochs its own process's merges took, whose losers
+ * it drops itself. An ingest transaction reads the epoch under the ingest horizon:
+ * - moved only by this process's merges (or not at all), nothing the cache names was merged or
+ *   erased elsewhere, and the profiles it gave are used unchecked;
+ * - moved by anything else, the transaction checks that those profiles are still live, which
+ *   makes it retry on a stale entry (a retry clears the cache), and once committed the cache
+ *   keeps only what that transaction checked.
+ * A merge that commits after the epoch was read is the race every batch has with a concurrent
+ * merge: the events land on the tombstone and the fold moves them to the survivor.
  */
 export class IdentityCache {
   private readonly map = new Map<string, string>();
+  /** The epoch up to which no entry names a profile merged or erased elsewhere; -1: none yet. */
+  private epoch = -1;
+  /** Epochs taken by this process's merges, beyond `epoch`. */
+  private readonly own = new Set<number>();
+  /** Profiles this process merged away: an entry naming one is stale. */
+  private readonly merged = new Set<string>();
 
   constructor(private readonly capacity = 200_000) {}
 
   get(key: string): string | undefined {
-    return this.map.get(key);
+    const profile = this.map.get(key);
+    return profile === undefined || this.merged.has(profile) ? undefined : profile;
   }
 
   set(key: string, profileId: string): void {
@@ -23,8 +40,54 @@ export class IdentityCache {
     this.map.set(key, profileId);
   }
 
+  /**
+   * Whether a transaction that read `epoch` (under the ingest horizon) may use the profiles the
+   * cache gave it without checking them: nothing but this process's merges moved the epoch
+   * since the entries were known good.
+   */
+  trusts(epoch: number): boolean {
+    if (this.epoch < 0) return false;
+    for (let e = this.epoch + 1; e <= epoch; e++) if (!this.own.has(e)) return false;
+    return true;
+  }
+
+  /** A merge of this process took `epoch` (before it commits). */
+  merging(epoch: number): void {
+    if (epoch > this.epoch) this.own.add(epoch);
+  }
+
+  /**
+   * A transaction committed: it read `epoch`, checked its profiles or not (`checked`), learned
+   * `learned` and merged `losers` away.
+   */
+  committed({
+    epoch,
+    checked,
+    learned,
+    losers,
+  }: {
+    epoch: number;
+    checked: boolean;
+    learned: Map<string, string>;
+    losers: Set<string>;
+  }): void {
+    if (epoch > this.epoch) {
+      // Checked because something else moved the epoch: any other entry may be stale.
+      if (checked) this.clear();
+      this.epoch = epoch;
+      for (const e of this.own) if (e <= epoch) this.own.delete(e);
+    }
+    if (this.merged.size + losers.size > this.capacity / 10) this.clear();
+    for (const id of losers) this.merged.add(id);
+    // A transaction that read an older epoch saw an older state: what it learned may be stale.
+    if (epoch < this.epoch) return;
+    for (const [key, profile] of learned) this.set(key, profile);
+  }
+
+  /** Forget every entry (the epoch reached stays: an empty cache names nothing stale). */
   clear(): void {
     this.map.clear();
+    this.merged.clear();
   }
 
   get size(): number {

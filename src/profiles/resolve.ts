@@ -8,8 +8,10 @@
  *   create the same identity or both create a profile for it;
  * - profiles about to merge are locked `FOR UPDATE` in id order before anything moves;
  * - profiles whose row the batch changes (traits, kind), or that gain an identity, are locked
- *   by {@link lockLiveProfiles} and must be live; profiles that only receive events are not locked, only checked to exist
- *   ({@link checkLive}), so concurrent batches for the same people do not queue on each other.
+ *   by {@link lockLiveProfiles} and must be live; profiles that only receive events are not
+ *   locked, so concurrent batches for the same people do not queue on each other: they are
+ *   checked to be live ({@link checkLive}) unless the profile epoch shows that nothing merged or
+ *   erased a profile since the identity cache they came from was last checked.
  * A profile found merged (or erased) once locked means what was read is stale: the transaction
  * is retried ({@link RetryTransaction}), discarding what it wrote, and reads the new state.
  * An event committed on a profile that a concurrent merge just turned into a tombstone is moved
@@ -55,6 +57,10 @@ export interface Resolution {
   created: Set<string>;
   /** Identity → profile for an identity cache, once committed: what it did not hold before. */
   learned: Map<string, string>;
+  /** Profiles merged away here: tombstones once committed. */
+  losers: Set<string>;
+  /** The profile epoch the merges here took, or null when nothing merged. */
+  epoch: number | null;
 }
 
 interface ExistingProfile {
@@ -150,6 +156,8 @@ export async function resolveProfiles(
       gained: new Set(),
       created: new Set(),
       learned,
+      losers: new Set(),
+      epoch: null,
     };
   }
   const missing = [...allKeys].filter(([key]) => !known.has(key)).map(([, k]) => k);
@@ -323,7 +331,7 @@ export async function resolveProfiles(
           select id, kind from json_to_recordset(${json(newProfiles)}) as x(id uuid, kind text)`,
     );
   }
-  if (mergePairs.length > 0) await mergeProfiles(tx, mergePairs);
+  const epoch = mergePairs.length > 0 ? await mergeProfiles(tx, mergePairs) : null;
   if (newIdentityRows.length > 0) {
     const inserted = await rows<{ type: string }>(
       tx,
@@ -359,6 +367,8 @@ export async function resolveProfiles(
     gained,
     created: createdSet,
     learned,
+    losers,
+    epoch,
   };
 }
 
@@ -366,12 +376,13 @@ export async function resolveProfiles(
  * Merge each loser into its survivor: identities, events and traits move, older tombstones
  * are re-pointed, the loser becomes a tombstone, and each merge is recorded with its cause.
  * Computed traits already folded are combined into the survivor's; events not folded yet move
- * with the others and are folded into the survivor. Callers hold both profiles' locks.
+ * with the others and are folded into the survivor. Callers hold both profiles' locks. Moves the
+ * profile epoch on, and answers its new value.
  */
 export async function mergeProfiles(
   tx: Db,
   pairs: { loser: string; survivor: string; cause: MergeCause }[],
-): Promise<void> {
+): Promise<number> {
   const m = sql`json_to_recordset(${json(pairs)}) as m(loser uuid, survivor uuid, cause jsonb)`;
   await tx.execute(
     sql`update identities i set profile_id = m.survivor from ${m} where i.profile_id = m.loser`,
@@ -403,6 +414,30 @@ export async function mergeProfiles(
   await tx.execute(
     sql`insert into merges (survivor_id, merged_id, cause) select m.survivor, m.loser, m.cause from ${m}`,
   );
+  return advanceProfileEpoch(tx);
+}
+
+/**
+ * Move the profile epoch on: done by every transaction that merges profiles or erases one, so
+ * that identity caches in every process learn that a profile they name may be gone. Its value
+ * is taken at once, not at commit (a sequence), so a reader may see it early: it then checks
+ * more than it needed to, never less.
+ */
+export async function advanceProfileEpoch(tx: Db): Promise<number> {
+  const [row] = await rows<{ epoch: string | number }>(
+    tx,
+    sql`select nextval('profile_epoch') as epoch`,
+  );
+  return Number(row!.epoch);
+}
+
+/** The last profile epoch any transaction took, committed or not; 0 before the first. */
+export async function readProfileEpoch(tx: Db): Promise<number> {
+  const [row] = await rows<{ epoch: string | number }>(
+    tx,
+    sql`select case when is_called then last_value else 0 end as epoch from profile_epoch`,
+  );
+  return Number(row!.epoch);
 }
 
 /**
@@ -433,6 +468,7 @@ export async function lockLiveProfiles(
  * Check, without locking, that profiles are still live: a cached identity may name a profile
  * merged or erased since. Run under the ingest horizon, so an erasure cannot commit between
  * this check and the insert; a merge can, and the fold then moves the events to the survivor.
+ * Ingestion skips it when the profile epoch shows nothing to check (see IdentityCache).
  */
 export async function checkLive(tx: Db, ids: string[]): Promise<void> {
   if (ids.length === 0) return;
