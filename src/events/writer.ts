@@ -11,7 +11,6 @@
 import type { HubConfig } from '../config.ts';
 import type { Db } from '../db/index.ts';
 import { IdentityCache } from '../profiles/identity-cache.ts';
-import { identityString } from '../profiles/identity.ts';
 import { ingestMessages, type IngestResult } from './ingest.ts';
 import type { PreparedMessage } from './message.ts';
 
@@ -106,7 +105,7 @@ export function createIngestWriter(
       const parts = shares.map(() => ({ messages: [] as PreparedMessage[], at: [] as number[] }));
       messages.forEach((m, i) => {
         const first = m.identities[0];
-        const part = parts[first ? shareOf(identityString(first), parts.length) : 0]!;
+        const part = parts[first ? shareOf(first.type, first.value, parts.length) : 0]!;
         part.messages.push(m);
         part.at.push(i);
       });
@@ -128,9 +127,11 @@ export function createIngestWriter(
   };
 }
 
-/** FNV-1a over the string, into `n` shares. */
-function shareOf(key: string, n: number): number {
+/** FNV-1a over an identity's type and value (without joining them), into `n` shares. */
+function shareOf(type: string, value: string, n: number): number {
   let h = 0x811c9dc5;
-  for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193);
+  for (let i = 0; i < type.length; i++) h = Math.imul(h ^ type.charCodeAt(i), 0x01000193);
+  h = Math.imul(h ^ 0x3a, 0x01000193);
+  for (let i = 0; i < value.length; i++) h = Math.imul(h ^ value.charCodeAt(i), 0x01000193);
   return (h >>> 0) % n;
 }

@@ -28,7 +28,9 @@ export class IdentityCache {
 
   get(key: string): string | undefined {
     const profile = this.map.get(key);
-    return profile === undefined || this.merged.has(profile) ? undefined : profile;
+    return profile !== undefined && this.merged.size > 0 && this.merged.has(profile)
+      ? undefined
+      : profile;
   }
 
   set(key: string, profileId: string): void {
