@@ -56,11 +56,10 @@ export async function ingestMessages(
     // Profiles whose row changes here, or that gain an identity, are locked, and must be live;
     // the others only receive events, which a merge committing meanwhile leaves for the fold
     // to move.
-    const withTraits = new Set(
-      unique.flatMap((m, i) =>
-        m.traits && Object.keys(m.traits).length > 0 ? [profileIds[i]!] : [],
-      ),
-    );
+    const withTraits = new Set<string>();
+    unique.forEach((m, i) => {
+      if (m.traits && Object.keys(m.traits).length > 0) withTraits.add(profileIds[i]!);
+    });
     const changing = new Set([...withTraits, ...resolution.customers]);
     await lockLiveProfiles(tx, [...changing]);
     const gaining = [...resolution.gained].filter((id) => !changing.has(id));
@@ -84,13 +83,14 @@ export async function ingestMessages(
     await recordTraits(tx, unique, profileIds);
     const resolveFor = new Set([...withTraits, ...survivors].filter((id) => touched.has(id)));
     if (resolveFor.size > 0) await resolveTraits(tx, [...resolveFor], config.traitSourcePriority);
-    const storedNow = new Set([...inserted].map((i) => unique[i]!));
+    const everyOne = inserted.size === messages.length;
+    const storedNow = everyOne ? null : new Set([...inserted].map((i) => unique[i]!));
     const result: IngestResult = {
       accepted: inserted.size,
       duplicates: messages.length - inserted.size,
       profileIds: unique.length === messages.length ? profileIds : byKey(keys, unique, profileIds),
       // Only the first copy of a repeated messageId can be the stored one.
-      stored: messages.map((m) => storedNow.has(m)),
+      stored: storedNow ? messages.map((m) => storedNow.has(m)) : messages.map(() => true),
     };
     return { result, resolution, epoch, checked };
   });
