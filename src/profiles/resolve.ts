@@ -90,43 +90,22 @@ const aliasCandidates = (previousId: string): IdentityKey[] => [
 ];
 
 /**
- * The profile of each message when every message's identities are all known and all on one
- * profile (the common case once people have been seen): else null, and the batch is resolved
- * in full. An alias always is, since it links its previous id.
+ * The profile of each message when every identity of every message has one (`profileOf`, by
+ * message and identity index) and each message's are all on one profile, the common case once
+ * people have been seen: else null, and the batch is resolved in full. An alias always is,
+ * since it links its previous id.
  */
-function knownPeople(
+function settledPeople(
   messages: ResolvableMessage[],
-  messageKeys: string[][],
-  known: Map<string, string>,
+  profileOf: (message: number, identity: number) => string | undefined,
 ): string[] | null {
-  const profileIds: string[] = [];
-  for (let i = 0; i < messages.length; i++) {
-    if (messages[i]!.previousId) return null;
-    let profile: string | undefined;
-    for (const key of messageKeys[i]!) {
-      const found = known.get(key);
-      if (found === undefined || (profile !== undefined && found !== profile)) return null;
-      profile = found;
-    }
-    if (profile === undefined) return null;
-    profileIds.push(profile);
-  }
-  return profileIds;
-}
-
-/**
- * The profile of each message when the cache holds every identity of every message and each
- * message's are on one profile, as once people have been seen: else null. Looked up straight
- * from the cache, without the maps the full resolution builds.
- */
-function cachedPeople(messages: ResolvableMessage[], cache: IdentityCache): string[] | null {
   const profileIds = new Array<string>(messages.length);
   for (let i = 0; i < messages.length; i++) {
     const m = messages[i]!;
     if (m.previousId) return null;
     let profile: string | undefined;
-    for (const k of m.identities) {
-      const found = cache.get(identityString(k));
+    for (let j = 0; j < m.identities.length; j++) {
+      const found = profileOf(i, j);
       if (found === undefined || (profile !== undefined && found !== profile)) return null;
       profile = found;
     }
@@ -135,6 +114,19 @@ function cachedPeople(messages: ResolvableMessage[], cache: IdentityCache): stri
   }
   return profileIds;
 }
+
+/** The resolution of a settled batch: nothing to create, link or merge. */
+const settledResolution = (profileIds: string[], learned: Map<string, string>): Resolution => ({
+  profileIds,
+  survivors: new Set(),
+  touched: new Set(profileIds),
+  customers: new Set(),
+  gained: new Set(),
+  created: new Set(),
+  learned,
+  losers: new Set(),
+  epoch: null,
+});
 
 /**
  * Resolve every message of a batch to a live profile, creating and merging profiles as needed.
@@ -146,20 +138,11 @@ export async function resolveProfiles(
   config: Pick<HubConfig, 'anonymousIdentityTypes'>,
   cache?: IdentityCache,
 ): Promise<Resolution> {
-  const cachedOnly = cache && cachedPeople(messages, cache);
-  if (cachedOnly) {
-    return {
-      profileIds: cachedOnly,
-      survivors: new Set(),
-      touched: new Set(cachedOnly),
-      customers: new Set(),
-      gained: new Set(),
-      created: new Set(),
-      learned: new Map(),
-      losers: new Set(),
-      epoch: null,
-    };
-  }
+  // Straight from the cache when it holds everyone, without the maps built below.
+  const cachedOnly =
+    cache &&
+    settledPeople(messages, (i, j) => cache.get(identityString(messages[i]!.identities[j]!)));
+  if (cachedOnly) return settledResolution(cachedOnly, new Map());
   // Each identity's string is built once: it keys every map below, and a string hashes once.
   const messageKeys = messages.map((m) => m.identities.map(identityString));
   const allKeys = new Map<string, IdentityKey>();
@@ -179,22 +162,11 @@ export async function resolveProfiles(
     } else uncached.push(k);
   }
   for (const [key, profile] of await lookup(tx, uncached)) known.set(key, profile);
-  const settled = knownPeople(messages, messageKeys, known);
+  const settled = settledPeople(messages, (i, j) => known.get(messageKeys[i]![j]!));
   if (settled) {
-    // Everyone is known, each message to one profile: nothing to create, link or merge.
     const learned = new Map<string, string>();
     for (const [key, profile] of known) if (!cached.has(key)) learned.set(key, profile);
-    return {
-      profileIds: settled,
-      survivors: new Set(),
-      touched: new Set(settled),
-      customers: new Set(),
-      gained: new Set(),
-      created: new Set(),
-      learned,
-      losers: new Set(),
-      epoch: null,
-    };
+    return settledResolution(settled, learned);
   }
   const missing = [...allKeys].filter(([key]) => !known.has(key)).map(([, k]) => k);
   if (missing.length > 0) {
