@@ -1,7 +1,9 @@
 import { join } from 'node:path';
 import { sql, type SQL } from 'drizzle-orm';
+import type { PgDialect, PgSession } from 'drizzle-orm/pg-core';
 import { openPglite } from './drivers/pglite.ts';
 import { openPostgres } from './drivers/postgres.ts';
+import { markPipelining, pipelines } from './drivers/capabilities.ts';
 import type { Database, Db } from './types.ts';
 
 export type { Database, Db, Tx, DriverName } from './types.ts';
@@ -30,6 +32,20 @@ export async function rows<T>(db: Db, query: SQL): Promise<T[]> {
 }
 
 /**
+ * {@link rows} for the few statements every ingested batch runs, kept prepared on each
+ * connection of a driver that prepares (postgres.js). Unprepared, postgres.js asks the server
+ * for the types of a statement's parameters before it sends them: a round trip of its own, which
+ * also holds back the statements pipelined behind it (see {@link inOrder}). Only for statements
+ * whose text is one of a few fixed ones: each text is kept prepared on every connection.
+ */
+export async function preparedRows<T>(db: Db, query: SQL): Promise<T[]> {
+  const { dialect, session } = db as unknown as { dialect: PgDialect; session: PgSession };
+  const prepared = session.prepareQuery(dialect.sqlToQuery(query), undefined, 'prepared', false);
+  const result = (await prepared.execute()) as T[] | { rows: T[] };
+  return Array.isArray(result) ? result : result.rows;
+}
+
+/**
  * A value as one json parameter. Bulk statements pass their rows this way
  * (`json_to_recordset(${json(rows)})`): one parameter whatever the row count, the same on
  * both drivers (drizzle would spread a JS array into a list of parameters).
@@ -47,6 +63,26 @@ export function textArray(values: readonly string[]): SQL {
 /** A `uuid[]` built from one json parameter. */
 export function uuidArray(values: readonly string[]): SQL {
   return sql`array(select json_array_elements_text(${JSON.stringify(values)}::json)::uuid)`;
+}
+
+/**
+ * Run statements of a transaction in order. In a transaction begun by {@link withRetry} on a
+ * driver that pipelines (postgres.js), each is sent without waiting for the one before to be
+ * answered, so together they cost one round trip; otherwise they run one after another. A
+ * failed statement aborts the transaction, and those after it fail too.
+ *
+ * @example
+ * const [, epoch] = await inOrder(tx, [() => holdIngestHorizon(tx), () => readProfileEpoch(tx)]);
+ */
+export async function inOrder<T extends readonly unknown[]>(
+  tx: Db,
+  steps: { [K in keyof T]: () => Promise<T[K]> },
+): Promise<T> {
+  if (pipelines(tx))
+    return Promise.all(steps.map((step) => step())) as Promise<unknown> as Promise<T>;
+  const results: unknown[] = [];
+  for (const step of steps) results.push(await step());
+  return results as unknown as T;
 }
 
 /** PostgreSQL error codes worth retrying a whole transaction for. */
@@ -71,7 +107,11 @@ export function pgCode(error: unknown): string | undefined {
 export async function withRetry<T>(db: Db, fn: (tx: Db) => Promise<T>, attempts = 8): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     try {
-      return await db.transaction((tx) => fn(tx as unknown as Db));
+      return await db.transaction((tx) => {
+        // Its statements may be pipelined as the database's may (see inOrder).
+        if (pipelines(db)) markPipelining(tx);
+        return fn(tx as unknown as Db);
+      });
     } catch (error) {
       const retryable = error instanceof RetryTransaction || RETRYABLE.has(pgCode(error) ?? '');
       if (!retryable || attempt >= attempts) throw error;

@@ -4,6 +4,7 @@ import { migrate } from 'drizzle-orm/postgres-js/migrator';
 import * as schema from '../schema.ts';
 import { migrationsFolder } from '../migrations-folder.ts';
 import type { Database, Db } from '../types.ts';
+import { markPipelining } from './capabilities.ts';
 
 /** An arbitrary constant: every hub process migrating the same database takes this lock first. */
 const MIGRATION_LOCK = 7_146_513_220_114_081n;
@@ -21,8 +22,16 @@ export interface PostgresOptions {
  * await database.migrate();
  */
 export function openPostgres(url: string, options: PostgresOptions = {}): Database {
-  const client = postgres(url, { max: options.max ?? 10, onnotice: () => {} });
+  const client = postgres(url, {
+    max: options.max ?? 10,
+    onnotice: () => {},
+    // Statements kept prepared (preparedRows) are planned for each execution, as unprepared
+    // ones are: a plan made once, while a table was small, would be kept as it grows (a lookup
+    // of a few identities planned as a scan of all of them).
+    connection: { plan_cache_mode: 'force_custom_plan' },
+  });
   const db = drizzle(client, { schema }) as unknown as Db;
+  markPipelining(db);
   return {
     db,
     driver: 'postgres',
