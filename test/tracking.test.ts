@@ -314,6 +314,32 @@ describe(`tracking API (${driver})`, () => {
     expect(Number(p!.total_spent)).toBe(15);
   });
 
+  it('stores the new messages of a partly retried batch, and only those', async () => {
+    const track = (messageId: string, revenue: number) => ({
+      type: 'track',
+      userId: 'partly',
+      event: 'Order Completed',
+      messageId,
+      properties: { revenue },
+    });
+    await post('/v1/batch', { batch: [track('p-2', 20), track('p-4', 40)] });
+    const res = await post('/v1/batch', {
+      batch: [track('p-1', 1), track('p-2', 999), track('p-3', 3), track('p-4', 999)],
+    });
+    expect(await res.json()).toMatchObject({ accepted: 2, duplicates: 2 });
+    const stored = await rows<{ message_id: string; revenue: string }>(
+      db,
+      sql`select message_id, revenue from events where user_id = 'partly' order by message_id`,
+    );
+    // The stored copies of p-2 and p-4 are the first ones, untouched by the retry.
+    expect(stored.map((e) => [e.message_id, Number(e.revenue)])).toEqual([
+      ['p-1', 1],
+      ['p-2', 20],
+      ['p-3', 3],
+      ['p-4', 40],
+    ]);
+  });
+
   it('reads gzip-compressed bodies', async () => {
     const body = gzipSync(
       JSON.stringify({ batch: [{ type: 'track', userId: 'g', event: 'Zipped' }] }),

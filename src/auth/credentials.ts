@@ -156,10 +156,13 @@ export async function authenticateWriteKey(
   db: Db,
   secret: string,
 ): Promise<WriteKeyPrincipal | null> {
+  // Run for every tracking request: kept prepared, so it costs one round trip (see preparedRows).
   const [row] = await db
     .select({ id: writeKeys.id, name: writeKeys.name, source: writeKeys.source })
     .from(writeKeys)
-    .where(and(eq(writeKeys.hash, hashSecret(secret)), isNull(writeKeys.revokedAt)));
+    .where(and(eq(writeKeys.hash, hashSecret(secret)), isNull(writeKeys.revokedAt)))
+    .prepare('write_key_by_hash')
+    .execute();
   return row ? { writeKeyId: row.id, name: row.name, source: row.source } : null;
 }
 

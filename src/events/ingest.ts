@@ -3,9 +3,17 @@
  * and record traits — all in one transaction per batch. Computed traits are folded from the
  * stored events right after, in the background (src/profiles/fold.ts).
  */
-import { sql, type SQL } from 'drizzle-orm';
+import { sql } from 'drizzle-orm';
 import type { HubConfig } from '../config.ts';
-import { json, pgCode, rows, textArray, uuidArray, withRetry, type Db } from '../db/index.ts';
+import {
+  inOrder,
+  json,
+  preparedRows,
+  textArray,
+  uuidArray,
+  withRetry,
+  type Db,
+} from '../db/index.ts';
 import type { IdentityCache } from '../profiles/identity-cache.ts';
 import { holdIngestHorizon } from '../profiles/fold.ts';
 import {
@@ -61,28 +69,33 @@ export async function ingestMessages(
       if (m.traits && Object.keys(m.traits).length > 0) withTraits.add(profileIds[i]!);
     });
     const changing = new Set([...withTraits, ...resolution.customers]);
-    await lockLiveProfiles(tx, [...changing]);
     const gaining = [...resolution.gained].filter((id) => !changing.has(id));
-    await lockLiveProfiles(tx, gaining, 'key share');
-    // After the horizon, so an erasure (which takes it exclusively) cannot slip in between.
-    await holdIngestHorizon(tx);
+    // In this order, in one round trip where the driver pipelines: the locks; the horizon, so
+    // an erasure (which takes it exclusively) cannot slip in before the insert; the profile
+    // epoch; the events.
+    const [, , , epoch, inserted] = await inOrder(tx, [
+      () => lockLiveProfiles(tx, [...changing]),
+      () => lockLiveProfiles(tx, gaining, 'key share'),
+      () => holdIngestHorizon(tx),
+      () => (identityCache ? readProfileEpoch(tx) : Promise.resolve(0)),
+      () => insertEvents(tx, unique, profileIds),
+    ]);
     // Profiles that only receive events are checked live, unless the cache they came from
-    // shows that nothing but this process's merges has merged or erased a profile since.
-    const epoch = identityCache ? await readProfileEpoch(tx) : 0;
+    // shows that nothing but this process's merges has merged or erased a profile since. Still
+    // under the horizon: a stale one rolls the events back with the rest.
     const checked = !identityCache?.trusts(epoch);
-    if (checked) {
-      await checkLive(
-        tx,
-        [...touched].filter(
+    const receiving = checked
+      ? [...touched].filter(
           (id) => !changing.has(id) && !resolution.gained.has(id) && !resolution.created.has(id),
-        ),
-      );
-    }
-    const inserted = await insertEvents(tx, unique, profileIds);
-    if (resolution.customers.size > 0) await markCustomers(tx, [...resolution.customers]);
-    await recordTraits(tx, unique, profileIds);
+        )
+      : [];
     const resolveFor = new Set([...withTraits, ...survivors].filter((id) => touched.has(id)));
-    if (resolveFor.size > 0) await resolveTraits(tx, [...resolveFor], config.traitSourcePriority);
+    await inOrder(tx, [
+      () => checkLive(tx, receiving),
+      () => markCustomers(tx, [...resolution.customers]),
+      () => recordTraits(tx, unique, profileIds),
+      () => resolveTraits(tx, [...resolveFor], config.traitSourcePriority),
+    ]);
     const everyOne = inserted.size === messages.length;
     const storedNow = everyOne ? null : new Set([...inserted].map((i) => unique[i]!));
     const result: IngestResult = {
@@ -109,46 +122,32 @@ function byKey(keys: string[], unique: PreparedMessage[], profileIds: string[]):
   return keys.map((key) => profileOf.get(key)!);
 }
 
-/** PostgreSQL's unique_violation. */
-const UNIQUE_VIOLATION = '23505';
-
 /** Idempotency is per source: (source, messageId). */
 const messageKey = (m: { source: string; messageId: string }) => `${m.source}\u0000${m.messageId}`;
 
 /**
  * Insert the events, skipping messageIds already stored for their source; the indexes inserted.
  *
- * The rows travel as one JSON array per column, zipped back together by `rows from`: no key
- * repeated on every row, and times as epoch milliseconds, since serialising a Date (its
- * `toJSON`) takes V8 off its fast JSON path and costs more than the rest of the row. The
- * properties and context arrays are read as jsonb, whose elements are jsonb already: read as
- * json, each element would be parsed a second time on its way into its jsonb column.
+ * `insert_events` (migration 0011) inserts the batch plainly in a subtransaction of its own
+ * and, only when a messageId turns out to be stored already, again skipping those. The rows
+ * travel as one JSON array per column: no key repeated on every row, and times as epoch
+ * milliseconds, since serialising a Date (its `toJSON`) takes V8 off its fast JSON path and
+ * costs more than the rest of the row. The properties and context arrays go as jsonb, whose
+ * elements are jsonb already: as json, each would be parsed a second time on its way into its
+ * jsonb column.
  */
 async function insertEvents(
   tx: Db,
   messages: PreparedMessage[],
   profileIds: string[],
 ): Promise<Set<number>> {
-  const column = (value: (m: PreparedMessage, i: number) => unknown) =>
-    sql`json_array_elements_text(${json(messages.map(value))})`;
+  const column = (value: (m: PreparedMessage, i: number) => unknown) => json(messages.map(value));
   const document = (value: (m: PreparedMessage) => unknown) =>
-    sql`jsonb_array_elements(${JSON.stringify(messages.map(value))}::jsonb)`;
+    sql`${JSON.stringify(messages.map(value))}::jsonb`;
   const ms = (d: Date | null) => (d === null ? null : d.getTime());
-  // Whole seconds and milliseconds apart: exact for every date (to_timestamp's float is not).
-  const time = (name: string) =>
-    sql.raw(
-      `timestamptz 'epoch' + (${name}::int8 / 1000) * interval '1 second'` +
-        ` + (${name}::int8 % 1000) * interval '1 millisecond'`,
-    );
-  const insert = (onConflict: SQL) =>
-    sql`insert into events (profile_id, source, message_id, type, name, properties, context,
-          revenue, "timestamp", original_timestamp, sent_at, received_at, user_id, anonymous_id)
-        select profile_id::uuid, source, message_id, type, name,
-          coalesce(nullif(properties, 'null'), '{}'), coalesce(nullif(context, 'null'), '{}'),
-          revenue::numeric,
-          ${time('ts')}, ${time('original_ts')}, ${time('sent_ts')}, ${time('received_ts')},
-          user_id, anonymous_id
-        from rows from (
+  const [row] = await preparedRows<{ stored: (number | string | bigint)[] | null }>(
+    tx,
+    sql`select insert_events(
           ${column((_, i) => profileIds[i])}, ${column((m) => m.source)},
           ${column((m) => m.messageId)}, ${column((m) => m.type)}, ${column((m) => m.name)},
           ${document((m) => m.properties)}, ${document((m) => m.context)},
@@ -156,32 +155,16 @@ async function insertEvents(
           ${column((m) => ms(m.originalTimestamp))}, ${column((m) => ms(m.sentAt))},
           ${column((m) => ms(m.receivedAt))}, ${column((m) => m.userId)},
           ${column((m) => m.anonymousId)}
-        ) as x(profile_id, source, message_id, type, name, properties, context, revenue, ts,
-          original_ts, sent_ts, received_ts, user_id, anonymous_id)
-        ${onConflict}`;
-  // Nearly every batch is new: insert it plainly (no arbiter check per row, nothing returned),
-  // in a savepoint, and only when a messageId turns out to be stored already insert it again
-  // skipping those.
-  try {
-    await tx.transaction((sp) => sp.execute(insert(sql``)));
-    return new Set(messages.keys());
-  } catch (error) {
-    if (pgCode(error) !== UNIQUE_VIOLATION) throw error;
-  }
-  const stored = await rows<{ source: string; message_id: string }>(
-    tx,
-    insert(sql`on conflict (source, message_id) do nothing returning source, message_id`),
+        ) as stored`,
   );
-  const ids = new Set(stored.map((r) => messageKey({ source: r.source, messageId: r.message_id })));
-  const inserted = new Set<number>();
-  messages.forEach((m, i) => {
-    if (ids.has(messageKey(m))) inserted.add(i);
-  });
-  return inserted;
+  // Nearly every batch is new, and then nothing is listed.
+  if (row!.stored === null) return new Set(messages.keys());
+  return new Set(row!.stored.map((n) => Number(n) - 1));
 }
 
 /** Existing profiles that gained an identifying identity are customers now. */
 async function markCustomers(tx: Db, ids: string[]) {
+  if (ids.length === 0) return;
   await tx.execute(
     sql`update profiles set kind = 'customer', updated_at = now()
         where id = any(${uuidArray(ids)}) and kind <> 'customer'`,
@@ -236,6 +219,7 @@ async function recordTraits(
  * A null value means "not set" and lets other sources' values show.
  */
 export async function resolveTraits(tx: Db, profileIds: string[], priority: string[]) {
+  if (profileIds.length === 0) return;
   await tx.execute(
     sql`update profiles p set traits = coalesce(r.traits, '{}'::jsonb), updated_at = now()
         from unnest(${uuidArray(profileIds)}) as ids(id)

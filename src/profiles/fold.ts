@@ -22,7 +22,7 @@
  * moved to their survivors.
  */
 import { sql, type SQL } from 'drizzle-orm';
-import { json, RetryTransaction, rows, withRetry, type Db } from '../db/index.ts';
+import { json, preparedRows, RetryTransaction, rows, withRetry, type Db } from '../db/index.ts';
 
 /** Advisory lock keys (the two-int form, apart from the one-bigint identity locks). */
 const LOCKS = { class: 0x41480001, horizon: 1, fold: 2 } as const;
@@ -38,7 +38,10 @@ const CURSOR = 'computed-traits';
  * Erasure takes it exclusively, so no message for an erased person is in flight while it runs.
  */
 export async function holdIngestHorizon(tx: Db): Promise<void> {
-  await tx.execute(sql`select pg_advisory_xact_lock_shared(${LOCKS.class}, ${LOCKS.horizon})`);
+  await preparedRows(
+    tx,
+    sql`select pg_advisory_xact_lock_shared(${LOCKS.class}, ${LOCKS.horizon})`,
+  );
 }
 
 /** Wait for every ingest transaction in flight, and hold off new ones until `tx` ends. */

@@ -21,7 +21,15 @@
  */
 import { sql } from 'drizzle-orm';
 import type { HubConfig } from '../config.ts';
-import { json, rows, RetryTransaction, uuidArray, type Db } from '../db/index.ts';
+import {
+  inOrder,
+  json,
+  preparedRows,
+  rows,
+  RetryTransaction,
+  uuidArray,
+  type Db,
+} from '../db/index.ts';
 import type { MergeCause } from '../db/schema.ts';
 import { uuidv7 } from '../ids.ts';
 import { combineComputedTraits } from './fold.ts';
@@ -73,7 +81,7 @@ interface ExistingProfile {
 async function lookup(db: Db, keys: IdentityKey[]): Promise<Map<string, string>> {
   const found = new Map<string, string>();
   if (keys.length === 0) return found;
-  const result = await rows<{ type: string; value: string; profile_id: string }>(
+  const result = await preparedRows<{ type: string; value: string; profile_id: string }>(
     db,
     sql`select i.type, i.value, i.profile_id from identities i
         join json_to_recordset(${json(keys)}) as k(type text, value text)
@@ -171,13 +179,20 @@ export async function resolveProfiles(
   const missing = [...allKeys].filter(([key]) => !known.has(key)).map(([, k]) => k);
   if (missing.length > 0) {
     const lockKeys = [...new Set(missing.map(identityLockKey))];
-    await tx.execute(
-      sql`select pg_advisory_xact_lock(k) from (
-            select x::bigint as k from json_array_elements_text(${json(lockKeys)}) as x order by 1
-          ) as keys`,
-    );
-    // Another transaction may have created some of them before we held the locks.
-    for (const [key, profile] of await lookup(tx, missing)) known.set(key, profile);
+    // Another transaction may have created some of them before we held the locks: they are
+    // looked up again once held (in the same round trip where the driver pipelines).
+    const [, again] = await inOrder(tx, [
+      () =>
+        preparedRows(
+          tx,
+          sql`select pg_advisory_xact_lock(k) from (
+                select x::bigint as k from json_array_elements_text(${json(lockKeys)}) as x
+                order by 1
+              ) as keys`,
+        ),
+      () => lookup(tx, missing),
+    ]);
+    for (const [key, profile] of again) known.set(key, profile);
   }
 
   // Union-find over profiles: existing ones by id, new ones by a fresh id.
@@ -329,19 +344,21 @@ export async function resolveProfiles(
     return { type: key.type, value: key.value, profile_id: profileId, source };
   });
 
-  if (created.length > 0) {
-    const newProfiles = created.map((id) => ({
-      id,
-      kind: becameCustomer.has(id) ? 'customer' : 'visitor',
-    }));
-    await tx.execute(
+  const newProfiles = created.map((id) => ({
+    id,
+    kind: becameCustomer.has(id) ? 'customer' : 'visitor',
+  }));
+  const insertProfiles = async () => {
+    if (newProfiles.length === 0) return;
+    await preparedRows(
+      tx,
       sql`insert into profiles (id, kind)
           select id, kind from json_to_recordset(${json(newProfiles)}) as x(id uuid, kind text)`,
     );
-  }
-  const epoch = mergePairs.length > 0 ? await mergeProfiles(tx, mergePairs) : null;
-  if (newIdentityRows.length > 0) {
-    const inserted = await rows<{ type: string }>(
+  };
+  const insertIdentities = async () => {
+    if (newIdentityRows.length === 0) return [];
+    return preparedRows<{ type: string }>(
       tx,
       sql`insert into identities (type, value, profile_id, source)
           select type, value, profile_id, source
@@ -350,9 +367,20 @@ export async function resolveProfiles(
           on conflict do nothing
           returning type`,
     );
-    if (inserted.length !== newIdentityRows.length) {
-      throw new RetryTransaction('an identity was created concurrently');
-    }
+  };
+  // New profiles, merges, then the new identities (which may name a survivor). Without a merge
+  // the two inserts take one round trip where the driver pipelines.
+  let epoch: number | null = null;
+  let inserted: { type: string }[];
+  if (mergePairs.length === 0) {
+    [, inserted] = await inOrder(tx, [insertProfiles, insertIdentities]);
+  } else {
+    await insertProfiles();
+    epoch = await mergeProfiles(tx, mergePairs);
+    inserted = await insertIdentities();
+  }
+  if (inserted.length !== newIdentityRows.length) {
+    throw new RetryTransaction('an identity was created concurrently');
   }
   const profileIds = messageNode.map(finalOf);
   const createdSet = new Set(created);
@@ -462,7 +490,7 @@ export async function lockLiveProfiles(
   if (ids.length === 0) return;
   const sorted = [...ids].sort();
   // merged_into is checked here, not in SQL, for the reason given in checkLive.
-  const locked = await rows<{ merged_into: string | null }>(
+  const locked = await preparedRows<{ merged_into: string | null }>(
     tx,
     sql`select merged_into from profiles where id = any(${uuidArray(sorted)})
         order by id for ${sql.raw(strength === 'update' ? 'update' : 'key share')}`,
@@ -482,7 +510,7 @@ export async function checkLive(tx: Db, ids: string[]): Promise<void> {
   if (ids.length === 0) return;
   // Liveness is counted, not filtered on: a condition on merged_into lets the planner read
   // every live profile through its index, a cost that grows with the table, not the batch.
-  const [row] = await rows<{ n: number }>(
+  const [row] = await preparedRows<{ n: number }>(
     tx,
     sql`select count(*) filter (where merged_into is null)::int as n from profiles
         where id = any(${uuidArray(ids)})`,
