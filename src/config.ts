@@ -129,7 +129,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): HubConfig {
       : ['anonymous_id'],
     defaultPhoneCountry: env.AUDIENCEHUB_PHONE_COUNTRY || undefined,
     foldIntervalMs: integer(env, 'AUDIENCEHUB_FOLD_INTERVAL_MS', 250),
-    foldMaxIntervalMs: integer(env, 'AUDIENCEHUB_FOLD_MAX_INTERVAL_MS', 1000),
+    foldMaxIntervalMs: integer(env, 'AUDIENCEHUB_FOLD_MAX_INTERVAL_MS', 3000),
     maxSegmentsPerOwner: integer(env, 'AUDIENCEHUB_MAX_SEGMENTS_PER_OWNER', 50),
     rfmSchedule: cron(env, 'AUDIENCEHUB_RFM_SCHEDULE', '15 2 * * *'),
     secretKey: env.AUDIENCEHUB_SECRET_KEY || undefined,
