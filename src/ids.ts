@@ -2,6 +2,9 @@ import { randomBytes } from 'node:crypto';
 
 let lastMs = 0;
 let seq = 0;
+/** Random bytes drawn 4 KB at a time: one call for 256 ids instead of one each. */
+let pool = Buffer.alloc(0);
+let offset = 0;
 
 /**
  * A UUID version 7 (RFC 9562): time-ordered, so ids sort by creation and make good cursors
@@ -16,7 +19,11 @@ export function uuidv7(now = Date.now()): string {
     lastMs = now;
     seq = 0;
   }
-  const bytes = randomBytes(16);
+  if (offset + 16 > pool.length) {
+    pool = randomBytes(4096);
+    offset = 0;
+  }
+  const bytes = pool.subarray(offset, (offset += 16));
   bytes.writeUIntBE(now, 0, 6);
   bytes[6] = 0x70 | (seq >> 8);
   bytes[7] = seq & 0xff;

@@ -227,31 +227,26 @@ export function parseMessage(
  * that is neither plain nor an array counts as over the limit, so that it is weighed exactly.
  */
 function jsonBytesAtMost(value: unknown, limit: number): number {
-  let total = 0;
-  const visit = (v: unknown): void => {
-    if (total > limit) return;
-    if (typeof v === 'string') total += 6 * v.length + 2;
-    else if (typeof v === 'number' || typeof v === 'bigint') total += 24;
-    else if (v === null || typeof v !== 'object') total += 5;
-    else if (!Array.isArray(v) && !hasPlainPrototype(v)) {
-      // A Date, a Buffer…: JSON has its own text for it (toJSON); weigh the message exactly.
-      total = limit + 1;
-    } else if (Array.isArray(v)) {
-      total += 2;
-      for (const item of v) {
-        total += 1;
-        visit(item);
-      }
-    } else {
-      total += 2;
-      for (const key in v) {
-        if (!Object.hasOwn(v, key)) continue;
-        total += 6 * key.length + 4;
-        visit((v as Record<string, unknown>)[key]);
-      }
-    }
-  };
-  visit(value);
+  return weigh(value, 0, limit);
+}
+
+/** `total` plus the most `v` can take as JSON, or more than `limit` as soon as it is past it. */
+function weigh(v: unknown, total: number, limit: number): number {
+  if (total > limit) return total;
+  if (typeof v === 'string') return total + 6 * v.length + 2;
+  if (typeof v === 'number' || typeof v === 'bigint') return total + 24;
+  if (v === null || typeof v !== 'object') return total + 5;
+  // A Date, a Buffer…: JSON has its own text for it (toJSON); weigh the message exactly.
+  if (!Array.isArray(v) && !hasPlainPrototype(v)) return limit + 1;
+  total += 2;
+  if (Array.isArray(v)) {
+    for (const item of v) total = weigh(item, total + 1, limit);
+    return total;
+  }
+  for (const key in v) {
+    if (!Object.hasOwn(v, key)) continue;
+    total = weigh((v as Record<string, unknown>)[key], total + 6 * key.length + 4, limit);
+  }
   return total;
 }
 
@@ -360,17 +355,12 @@ function collectIdentities(
 ): IdentityKey[] {
   // A handful at most: an array searched in place costs less than a keyed map per message.
   const out: IdentityKey[] = [];
-  const add = (type: string, value: string | null) => {
-    if (!value) return;
-    for (const known of out) if (known.type === type && known.value === value) return;
-    out.push({ type, value });
-  };
-  add(IDENTITY.userId, userId);
-  add(IDENTITY.anonymousId, anonymousId);
+  addIdentity(out, IDENTITY.userId, userId);
+  addIdentity(out, IDENTITY.anonymousId, anonymousId);
   const contextTraits = isObject(context.traits) ? context.traits : {};
   for (const source of [traits ?? {}, contextTraits]) {
-    add(IDENTITY.email, normaliseEmail(source.email));
-    add(IDENTITY.phone, normalisePhone(source.phone, config.defaultPhoneCountry));
+    addIdentity(out, IDENTITY.email, normaliseEmail(source.email));
+    addIdentity(out, IDENTITY.phone, normalisePhone(source.phone, config.defaultPhoneCountry));
   }
   // The spec's context.externalIds: [{ id, type, collection: 'users', encoding }].
   if (Array.isArray(context.externalIds)) {
@@ -378,10 +368,17 @@ function collectIdentities(
       if (!isObject(ext) || (ext.collection !== undefined && ext.collection !== 'users')) continue;
       const type = typeof ext.type === 'string' ? ext.type.trim().toLowerCase() : '';
       if (!IDENTITY_TYPE.test(type)) continue;
-      add(type, normaliseIdentity(type, ext.id, config.defaultPhoneCountry));
+      addIdentity(out, type, normaliseIdentity(type, ext.id, config.defaultPhoneCountry));
     }
   }
   return out;
+}
+
+/** Add an identity to a message's, unless it is empty or there already. */
+function addIdentity(out: IdentityKey[], type: string, value: string | null): void {
+  if (!value) return;
+  for (const known of out) if (known.type === type && known.value === value) return;
+  out.push({ type, value });
 }
 
 function revenueOf(
