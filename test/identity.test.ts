@@ -5,6 +5,7 @@ import { rows, type Database, type Db } from '../src/db/index.ts';
 import { ingestMessages } from '../src/events/ingest.ts';
 import { createIngestWriter } from '../src/events/writer.ts';
 import { parseMessage } from '../src/events/message.ts';
+import { uuidv7 } from '../src/ids.ts';
 import { eraseProfile } from '../src/profiles/erase.ts';
 import { foldAll, foldNewEvents } from '../src/profiles/fold.ts';
 import { IdentityCache } from '../src/profiles/identity-cache.ts';
@@ -303,6 +304,56 @@ describe(`identity resolution (${driver})`, () => {
     await send(db, config, [{ type: 'track', event: 'x', userId: 'u', messageId: 'same' }], 'web');
     await send(db, config, [{ type: 'track', event: 'x', userId: 'u', messageId: 'same' }], 'app');
     expect(await count(db, 'events')).toBe(2);
+  });
+});
+
+describe(`a message stored while its retry is being stored (${driver})`, () => {
+  it('stores it once, and the rest of the batch the retry came in', async () => {
+    const first = { type: 'track', event: 'x', userId: 'retrying', messageId: 'r-1' };
+    const retry = () =>
+      send(db, config, [
+        first,
+        { type: 'track', event: 'x', userId: 'retrying', messageId: 'r-2' },
+      ]);
+    let result: Awaited<ReturnType<typeof send>>;
+    if (driver === 'postgres') {
+      // The first copy is inserted but not committed when the retry's insert meets it.
+      let release!: () => void;
+      const released = new Promise<void>((resolve) => (release = resolve));
+      let inserted!: () => void;
+      const insertedYet = new Promise<void>((resolve) => (inserted = resolve));
+      const storing = db.transaction(async (tx) => {
+        await tx.execute(
+          sql`insert into events (profile_id, source, message_id, type, "timestamp", received_at)
+              values (${uuidv7()}, 'web', 'r-1', 'track', now(), now())`,
+        );
+        inserted();
+        await released;
+      });
+      await insertedYet;
+      const sending = retry();
+      let done = false;
+      void sending.then(() => (done = true));
+      for (let waited = 0; waited < 5000 && !done; waited += 20) {
+        const [w] = await rows<{ n: number }>(
+          db,
+          sql`select count(*)::int as n from pg_stat_activity
+              where datname = current_database() and wait_event_type = 'Lock'`,
+        );
+        if (w!.n > 0) break;
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      release();
+      await storing;
+      result = await sending;
+    } else {
+      // PGlite runs one transaction at a time: the first copy is simply stored before.
+      await send(db, config, [first]);
+      result = await retry();
+    }
+    expect(result).toMatchObject({ accepted: 1, duplicates: 1, stored: [false, true] });
+    expect(await count(db, 'events', sql`message_id = 'r-1'`)).toBe(1);
+    expect(await count(db, 'events', sql`message_id = 'r-2'`)).toBe(1);
   });
 });
 

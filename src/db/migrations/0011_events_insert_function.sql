@@ -38,50 +38,46 @@ $$;
 --> statement-breakpoint
 -- Nearly every batch is new: it is inserted plainly, without ON CONFLICT's check of each row,
 -- in a subtransaction of its own (which, unlike a savepoint, costs no round trip). Only when a
--- (source, message_id) turns out to be stored already is it inserted again skipping those.
--- Answers null when every row was stored, otherwise the places (from 1) of the rows stored.
+-- (source, message_id) turns out to be stored already are the rows not stored yet inserted,
+-- again until none is stored meanwhile by another transaction. Answers null when every row was
+-- stored, otherwise the places (from 1) of the rows stored.
 CREATE FUNCTION "insert_events"(
   "profile_ids" json, "sources" json, "message_ids" json, "types" json, "names" json,
   "properties" jsonb, "contexts" jsonb, "revenues" json, "times" json, "original_times" json,
   "sent_times" json, "received_times" json, "user_ids" json, "anonymous_ids" json
 ) RETURNS bigint[] LANGUAGE plpgsql
--- Its statements read no table, so one plan serves every batch: planned once per connection.
+-- Its statements read no table but events' unique index, so one plan serves every batch.
 SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
   "stored" bigint[];
+  "skipping" boolean := false;
 BEGIN
-  BEGIN
-    INSERT INTO "events" ("profile_id", "source", "message_id", "type", "name", "properties",
-      "context", "revenue", "timestamp", "original_timestamp", "sent_at", "received_at",
-      "user_id", "anonymous_id")
-    SELECT r."profile_id", r."source", r."message_id", r."type", r."name", r."properties",
-      r."context", r."revenue", r."timestamp", r."original_timestamp", r."sent_at",
-      r."received_at", r."user_id", r."anonymous_id"
-    FROM event_rows("profile_ids", "sources", "message_ids", "types", "names", "properties",
-      "contexts", "revenues", "times", "original_times", "sent_times", "received_times",
-      "user_ids", "anonymous_ids") AS r;
-    RETURN NULL;
-  EXCEPTION WHEN unique_violation THEN
-    -- Rolled back to the start of the block; the rows not stored yet follow.
-  END;
-  WITH "rows" AS MATERIALIZED (
-    SELECT * FROM event_rows("profile_ids", "sources", "message_ids", "types", "names",
-      "properties", "contexts", "revenues", "times", "original_times", "sent_times",
-      "received_times", "user_ids", "anonymous_ids")
-  ), "inserted" AS (
-    INSERT INTO "events" ("profile_id", "source", "message_id", "type", "name", "properties",
-      "context", "revenue", "timestamp", "original_timestamp", "sent_at", "received_at",
-      "user_id", "anonymous_id")
-    SELECT r."profile_id", r."source", r."message_id", r."type", r."name", r."properties",
-      r."context", r."revenue", r."timestamp", r."original_timestamp", r."sent_at",
-      r."received_at", r."user_id", r."anonymous_id"
-    FROM "rows" AS r
-    ON CONFLICT ("source", "message_id") DO NOTHING
-    RETURNING "events"."source", "events"."message_id"
-  )
-  SELECT coalesce(array_agg(r."n" ORDER BY r."n"), '{}') INTO "stored"
-  FROM "rows" AS r JOIN "inserted" AS i
-    ON i."source" = r."source" AND i."message_id" = r."message_id";
-  RETURN "stored";
+  LOOP
+    BEGIN
+      IF "skipping" THEN
+        SELECT coalesce(array_agg(r."n" ORDER BY r."n"), '{}') INTO "stored"
+        FROM event_rows("profile_ids", "sources", "message_ids", "types", "names", "properties",
+          "contexts", "revenues", "times", "original_times", "sent_times", "received_times",
+          "user_ids", "anonymous_ids") AS r
+        WHERE NOT EXISTS (
+          SELECT FROM "events" e WHERE e."source" = r."source" AND e."message_id" = r."message_id"
+        );
+      END IF;
+      INSERT INTO "events" ("profile_id", "source", "message_id", "type", "name", "properties",
+        "context", "revenue", "timestamp", "original_timestamp", "sent_at", "received_at",
+        "user_id", "anonymous_id")
+      SELECT r."profile_id", r."source", r."message_id", r."type", r."name", r."properties",
+        r."context", r."revenue", r."timestamp", r."original_timestamp", r."sent_at",
+        r."received_at", r."user_id", r."anonymous_id"
+      FROM event_rows("profile_ids", "sources", "message_ids", "types", "names", "properties",
+        "contexts", "revenues", "times", "original_times", "sent_times", "received_times",
+        "user_ids", "anonymous_ids") AS r
+      WHERE "stored" IS NULL OR r."n" = ANY ("stored");
+      RETURN "stored";
+    EXCEPTION WHEN unique_violation THEN
+      -- Rolled back to the start of the block: the rows not stored yet are inserted next time.
+      "skipping" := true;
+    END;
+  END LOOP;
 END
 $$;
