@@ -11,6 +11,7 @@ import {
 import { mergeProfiles } from '../src/profiles/resolve.ts';
 import { driver, testDatabase } from './support/db.ts';
 import { count, profileOf, send } from './support/ingest.ts';
+import { meetOpenTransaction } from './support/wait.ts';
 
 let database: Database;
 let db: Db;
@@ -115,33 +116,15 @@ describe(`the computed-traits fold (${driver})`, () => {
     if (driver === 'postgres') {
       // A merge holds both profiles while the fold reads the window: the fold's first count
       // still sees the loser's event as the loser's, and must not lose it.
-      let release!: () => void;
-      const released = new Promise<void>((resolve) => (release = resolve));
-      let holding!: () => void;
-      const held = new Promise<void>((resolve) => (holding = resolve));
-      const merging = db.transaction(async (tx) => {
-        await tx.execute(
-          sql`select 1 from profiles where id in (${loser}, ${survivor}) for update`,
-        );
-        holding();
-        await released;
-        await merge(tx);
-      });
-      await held;
-      const folding = foldAll(db);
-      // Wait until the fold is blocked on the merge's row locks, then let the merge commit.
-      for (let waited = 0; waited < 5000; waited += 20) {
-        const [w] = await rows<{ n: number }>(
-          db,
-          sql`select count(*)::int as n from pg_stat_activity
-              where datname = current_database() and wait_event_type = 'Lock'`,
-        );
-        if (w!.n > 0) break;
-        await new Promise((resolve) => setTimeout(resolve, 20));
-      }
-      release();
-      await merging;
-      expect(await folding).toBe(2);
+      const folded = await meetOpenTransaction(
+        db,
+        (tx) =>
+          tx.execute(sql`select 1 from profiles where id in (${loser}, ${survivor}) for update`),
+        () => foldAll(db),
+        // Once the fold is blocked on the merge's row locks, the merge happens and commits.
+        merge,
+      );
+      expect(folded).toBe(2);
     } else {
       // PGlite runs one transaction at a time: the merge simply precedes the fold.
       await db.transaction(merge);

@@ -12,6 +12,7 @@ import { IdentityCache } from '../src/profiles/identity-cache.ts';
 import { mergeProfiles, readProfileEpoch } from '../src/profiles/resolve.ts';
 import { driver, testDatabase } from './support/db.ts';
 import { count, liveProfiles, profileOf, send } from './support/ingest.ts';
+import { meetOpenTransaction } from './support/wait.ts';
 
 const config = testConfig({ traitSourcePriority: ['crm', 'erp'] });
 let database: Database;
@@ -318,34 +319,15 @@ describe(`a message stored while its retry is being stored (${driver})`, () => {
     let result: Awaited<ReturnType<typeof send>>;
     if (driver === 'postgres') {
       // The first copy is inserted but not committed when the retry's insert meets it.
-      let release!: () => void;
-      const released = new Promise<void>((resolve) => (release = resolve));
-      let inserted!: () => void;
-      const insertedYet = new Promise<void>((resolve) => (inserted = resolve));
-      const storing = db.transaction(async (tx) => {
-        await tx.execute(
-          sql`insert into events (profile_id, source, message_id, type, "timestamp", received_at)
-              values (${uuidv7()}, 'web', 'r-1', 'track', now(), now())`,
-        );
-        inserted();
-        await released;
-      });
-      await insertedYet;
-      const sending = retry();
-      let done = false;
-      void sending.then(() => (done = true));
-      for (let waited = 0; waited < 5000 && !done; waited += 20) {
-        const [w] = await rows<{ n: number }>(
-          db,
-          sql`select count(*)::int as n from pg_stat_activity
-              where datname = current_database() and wait_event_type = 'Lock'`,
-        );
-        if (w!.n > 0) break;
-        await new Promise((resolve) => setTimeout(resolve, 20));
-      }
-      release();
-      await storing;
-      result = await sending;
+      result = await meetOpenTransaction(
+        db,
+        (tx) =>
+          tx.execute(
+            sql`insert into events (profile_id, source, message_id, type, "timestamp", received_at)
+                values (${uuidv7()}, 'web', 'r-1', 'track', now(), now())`,
+          ),
+        retry,
+      );
     } else {
       // PGlite runs one transaction at a time: the first copy is simply stored before.
       await send(db, config, [first]);
@@ -376,35 +358,16 @@ describe(`a new identity and a concurrent merge (${driver})`, () => {
       send(db, config, [{ type: 'track', event: 'x', userId: 'newer', anonymousId: 'device' }]);
     if (driver === 'postgres') {
       // The merge has moved the loser's identities but not committed when the batch reads it.
-      let release!: () => void;
-      const released = new Promise<void>((resolve) => (release = resolve));
-      let merged!: () => void;
-      const mergedYet = new Promise<void>((resolve) => (merged = resolve));
-      const merging = db.transaction(async (tx) => {
-        await tx.execute(
-          sql`select 1 from profiles where id in (${loser}, ${survivor}) for update`,
-        );
-        await merge(tx);
-        merged();
-        await released;
-      });
-      await mergedYet;
-      const sending = gain();
-      // Let the batch run until it waits on the merge (or, were it not to, until it is done).
-      let done = false;
-      void sending.then(() => (done = true));
-      for (let waited = 0; waited < 5000 && !done; waited += 20) {
-        const [w] = await rows<{ n: number }>(
-          db,
-          sql`select count(*)::int as n from pg_stat_activity
-              where datname = current_database() and wait_event_type = 'Lock'`,
-        );
-        if (w!.n > 0) break;
-        await new Promise((resolve) => setTimeout(resolve, 20));
-      }
-      release();
-      await merging;
-      await sending;
+      await meetOpenTransaction(
+        db,
+        async (tx) => {
+          await tx.execute(
+            sql`select 1 from profiles where id in (${loser}, ${survivor}) for update`,
+          );
+          await merge(tx);
+        },
+        gain,
+      );
     } else {
       // PGlite runs one transaction at a time: the merge simply precedes the batch.
       await db.transaction(merge);
