@@ -23,12 +23,16 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<Databa
 }
 
 /**
- * Run a raw statement and return its rows, whatever the driver's result shape
- * (postgres.js answers an array, PGlite an object with `rows`).
+ * Run a raw statement and return its rows, whatever the driver's result shape.
  */
 export async function rows<T>(db: Db, query: SQL): Promise<T[]> {
-  const result = (await db.execute(query)) as unknown as T[] | { rows: T[] };
-  return Array.isArray(result) ? result : result.rows;
+  return rowsOf<T>(await db.execute(query));
+}
+
+/** The rows of a driver's answer: postgres.js answers an array, PGlite an object with `rows`. */
+function rowsOf<T>(result: unknown): T[] {
+  const answer = result as T[] | { rows: T[] };
+  return Array.isArray(answer) ? answer : answer.rows;
 }
 
 /**
@@ -41,8 +45,7 @@ export async function rows<T>(db: Db, query: SQL): Promise<T[]> {
 export async function preparedRows<T>(db: Db, query: SQL): Promise<T[]> {
   const { dialect, session } = db as unknown as { dialect: PgDialect; session: PgSession };
   const prepared = session.prepareQuery(dialect.sqlToQuery(query), undefined, 'prepared', false);
-  const result = (await prepared.execute()) as T[] | { rows: T[] };
-  return Array.isArray(result) ? result : result.rows;
+  return rowsOf<T>(await prepared.execute());
 }
 
 /**
