@@ -546,6 +546,34 @@ describe(`the identity cache (${driver})`, () => {
     expect(cache.get('user_id:first')).toBe(survivor);
   });
 
+  it('sends the cached people of a batch to the survivor of a merge another message of it makes', async () => {
+    const cache = new IdentityCache();
+    await cached(cache, [{ type: 'track', event: 'x', userId: 'elder' }]);
+    await cached(cache, [{ type: 'track', event: 'x', anonymousId: 'younger', userId: 'y-u' }]);
+    await cached(cache, [{ type: 'track', event: 'x', userId: 'bystander' }]);
+    const loser = cache.get('anonymous_id:younger')!;
+    const bystander = cache.get('user_id:bystander')!;
+    // Every message but the fourth is settled by the cache alone; the fourth links two cached
+    // people, and merges away the profile of the first and third.
+    const result = await cached(cache, [
+      { type: 'track', event: 'a', anonymousId: 'younger', userId: 'y-u' },
+      { type: 'track', event: 'b', userId: 'bystander' },
+      { type: 'track', event: 'c', userId: 'y-u' },
+      { type: 'identify', userId: 'elder', anonymousId: 'younger', traits: { plan: 'pro' } },
+      { type: 'track', event: 'd', userId: 'elder' },
+    ]);
+    const survivor = (await profileOf(db, 'user_id', 'elder'))!;
+    expect(survivor).not.toBe(loser);
+    expect(result.profileIds).toEqual([survivor, bystander, survivor, survivor, survivor]);
+    expect(await count(db, 'events', sql`profile_id = ${loser}`)).toBe(0);
+    expect(await count(db, 'events', sql`profile_id = ${survivor}`)).toBe(6);
+    await foldAll(db);
+    const live = await liveProfiles(db);
+    expect(live.map((p) => p.id).sort()).toEqual([bystander, survivor].sort());
+    expect(live.find((p) => p.id === survivor)!.event_count).toBe(5);
+    expect(cache.get('user_id:y-u')).not.toBe(loser);
+  });
+
   it('recovers when a cached profile was erased', async () => {
     const cache = new IdentityCache();
     await cached(cache, [{ type: 'track', event: 'x', anonymousId: 'gone' }]);

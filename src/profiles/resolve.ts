@@ -123,6 +123,16 @@ function settledPeople(
   return profileIds;
 }
 
+/** The profile the cache holds every identity of `m` on, if one does (never for an alias). */
+function cachedProfile(m: ResolvableMessage, cache: IdentityCache): string | undefined {
+  if (m.previousId || m.identities.length === 0) return undefined;
+  const profile = cache.get(identityString(m.identities[0]!));
+  for (let j = 1; j < m.identities.length && profile !== undefined; j++) {
+    if (cache.get(identityString(m.identities[j]!)) !== profile) return undefined;
+  }
+  return profile;
+}
+
 /** The resolution of a settled batch: nothing to create, link or merge. */
 const settledResolution = (profileIds: string[], learned: Map<string, string>): Resolution => ({
   profileIds,
@@ -146,11 +156,34 @@ export async function resolveProfiles(
   config: Pick<HubConfig, 'anonymousIdentityTypes'>,
   cache?: IdentityCache,
 ): Promise<Resolution> {
-  // Straight from the cache when it holds everyone, without the maps built below.
-  const cachedOnly =
-    cache &&
-    settledPeople(messages, (i, j) => cache.get(identityString(messages[i]!.identities[j]!)));
-  if (cachedOnly) return settledResolution(cachedOnly, new Map());
+  if (!cache) return resolveInFull(tx, messages, config);
+  // A message whose identities the cache holds, all on one profile, keeps that profile: only
+  // the others (new people, new devices, aliases) go through the maps built below.
+  const fromCache = new Array<string | undefined>(messages.length);
+  const rest: ResolvableMessage[] = [];
+  for (let i = 0; i < messages.length; i++) {
+    const profile = cachedProfile(messages[i]!, cache);
+    if (profile === undefined) rest.push(messages[i]!);
+    fromCache[i] = profile;
+  }
+  if (rest.length === 0) return settledResolution(fromCache as string[], new Map());
+  const resolved = await resolveInFull(tx, rest, config, cache);
+  if (rest.length === messages.length) return resolved;
+  // A profile the others merged away hands its messages on to the survivor.
+  let k = 0;
+  const profileIds = fromCache.map((p) =>
+    p === undefined ? resolved.profileIds[k++]! : (resolved.survivorOf.get(p) ?? p),
+  );
+  return { ...resolved, profileIds, touched: new Set(profileIds) };
+}
+
+/** {@link resolveProfiles} for messages the cache does not settle; losers' survivors too. */
+async function resolveInFull(
+  tx: Db,
+  messages: ResolvableMessage[],
+  config: Pick<HubConfig, 'anonymousIdentityTypes'>,
+  cache?: IdentityCache,
+): Promise<Resolution & { survivorOf: Map<string, string> }> {
   // Each identity's string is built once: it keys every map below, and a string hashes once.
   const messageKeys = messages.map((m) => m.identities.map(identityString));
   const allKeys = new Map<string, IdentityKey>();
@@ -174,7 +207,7 @@ export async function resolveProfiles(
   if (settled) {
     const learned = new Map<string, string>();
     for (const [key, profile] of known) if (!cached.has(key)) learned.set(key, profile);
-    return settledResolution(settled, learned);
+    return { ...settledResolution(settled, learned), survivorOf: new Map() };
   }
   const missing = [...allKeys].filter(([key]) => !known.has(key)).map(([, k]) => k);
   if (missing.length > 0) {
@@ -405,6 +438,7 @@ export async function resolveProfiles(
     learned,
     losers,
     epoch,
+    survivorOf: new Map(mergePairs.map((p) => [p.loser, p.survivor])),
   };
 }
 
