@@ -70,10 +70,11 @@ export async function ingestMessages(
     });
     const changing = new Set([...withTraits, ...resolution.customers]);
     const gaining = [...resolution.gained].filter((id) => !changing.has(id));
-    // In this order, in one round trip where the driver pipelines: the locks; the horizon, so
-    // an erasure (which takes it exclusively) cannot slip in before the insert; the profile
-    // epoch; the events.
-    const [, , , epoch, inserted] = await inOrder(tx, [
+    // In this order, in one round trip where the driver pipelines: the new profiles and
+    // identities; the locks; the horizon, so an erasure (which takes it exclusively) cannot
+    // slip in before the insert; the profile epoch; the events.
+    const [, , , , epoch, inserted] = await inOrder(tx, [
+      () => resolution.write(),
       () => lockLiveProfiles(tx, [...changing]),
       () => lockLiveProfiles(tx, gaining, 'key share'),
       () => holdIngestHorizon(tx),

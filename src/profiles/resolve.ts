@@ -69,7 +69,15 @@ export interface Resolution {
   losers: Set<string>;
   /** The profile epoch the merges here took, or null when nothing merged. */
   epoch: number | null;
+  /**
+   * What is still to be written: the new profiles and identities when nothing merged. The
+   * caller runs it before any other statement, in its next round trip where the driver
+   * pipelines; it fails the transaction for a retry if an identity was created concurrently.
+   */
+  write(): Promise<void>;
 }
+
+const nothingToWrite = async () => {};
 
 interface ExistingProfile {
   id: string;
@@ -144,6 +152,7 @@ const settledResolution = (profileIds: string[], learned: Map<string, string>): 
   learned,
   losers: new Set(),
   epoch: null,
+  write: nothingToWrite,
 });
 
 /**
@@ -401,19 +410,24 @@ async function resolveInFull(
           returning type`,
     );
   };
+  const insertAll = async () => {
+    const [, inserted] = await inOrder(tx, [insertProfiles, insertIdentities]);
+    if (inserted.length !== newIdentityRows.length) {
+      throw new RetryTransaction('an identity was created concurrently');
+    }
+  };
   // New profiles, merges, then the new identities (which may name a survivor). Without a merge
-  // the two inserts take one round trip where the driver pipelines.
+  // the two inserts are left to the caller, to go with its own statements.
   let epoch: number | null = null;
-  let inserted: { type: string }[];
-  if (mergePairs.length === 0) {
-    [, inserted] = await inOrder(tx, [insertProfiles, insertIdentities]);
-  } else {
+  let write = insertAll;
+  if (mergePairs.length > 0) {
     await insertProfiles();
     epoch = await mergeProfiles(tx, mergePairs);
-    inserted = await insertIdentities();
-  }
-  if (inserted.length !== newIdentityRows.length) {
-    throw new RetryTransaction('an identity was created concurrently');
+    const inserted = await insertIdentities();
+    if (inserted.length !== newIdentityRows.length) {
+      throw new RetryTransaction('an identity was created concurrently');
+    }
+    write = nothingToWrite;
   }
   const profileIds = messageNode.map(finalOf);
   const createdSet = new Set(created);
@@ -438,6 +452,7 @@ async function resolveInFull(
     learned,
     losers,
     epoch,
+    write,
     survivorOf: new Map(mergePairs.map((p) => [p.loser, p.survivor])),
   };
 }
