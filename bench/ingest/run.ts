@@ -11,6 +11,7 @@
 import { randomBytes } from 'node:crypto';
 import { fork } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { PerformanceObserver } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import postgres from 'postgres';
 import type { HubConfig } from '../../src/config.ts';
@@ -194,15 +195,48 @@ interface PhaseResult {
   cpuSeconds: number;
   /** CPU time of the PostgreSQL server processes for this database (PostgreSQL on this machine). */
   serverCpuSeconds: number | null;
+  /** Share of the phase this process's event loop was not waiting for work (0–1). */
+  eventLoopBusy: number;
+  /** Time this process's main thread was paused for garbage collection. */
+  gcPauseSeconds: number;
+  /** Share of the machine's CPU time left idle during the phase (Linux), else null. */
+  idleShare: number | null;
   stored: number;
 }
 
+type Measured = Pick<
+  PhaseResult,
+  | 'seconds'
+  | 'eventsPerSecond'
+  | 'peakRssMb'
+  | 'cpuSeconds'
+  | 'eventLoopBusy'
+  | 'gcPauseSeconds'
+  | 'idleShare'
+>;
+
+/** The machine's CPU time so far, idle and in all, from /proc/stat; null where there is none. */
+function machineTimes(): { idle: number; total: number } | null {
+  try {
+    const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1);
+    const ticks = fields.map(Number);
+    // user nice system idle iowait irq softirq steal: idle and waiting for I/O count as idle.
+    return { idle: ticks[3]! + ticks[4]!, total: ticks.reduce((a, b) => a + b, 0) };
+  } catch {
+    return null;
+  }
+}
+
 /** Run the senders and measure the phase: wall time, this process's CPU time and peak RSS. */
-async function measure(
-  traffic: Traffic,
-  run: () => Promise<void>,
-): Promise<Pick<PhaseResult, 'seconds' | 'eventsPerSecond' | 'peakRssMb' | 'cpuSeconds'>> {
+async function measure(traffic: Traffic, run: () => Promise<void>): Promise<Measured> {
   const rss = rssSampler();
+  let gcMs = 0;
+  const gc = new PerformanceObserver((list) => {
+    for (const entry of list.getEntries()) gcMs += entry.duration;
+  });
+  gc.observe({ entryTypes: ['gc'] });
+  const times = machineTimes();
+  const loop = performance.eventLoopUtilization();
   const cpu = process.cpuUsage();
   const started = performance.now();
   let peak: number;
@@ -210,13 +244,21 @@ async function measure(
     await run();
   } finally {
     peak = rss.stop();
+    gc.disconnect();
   }
   const seconds = (performance.now() - started) / 1000;
+  const after = machineTimes();
   return {
     seconds,
     eventsPerSecond: traffic.events / seconds,
     cpuSeconds: cpuSince(cpu),
     peakRssMb: peak / 2 ** 20,
+    eventLoopBusy: performance.eventLoopUtilization(loop).utilization,
+    gcPauseSeconds: gcMs / 1000,
+    idleShare:
+      times && after && after.total > times.total
+        ? (after.idle - times.idle) / (after.total - times.total)
+        : null,
   };
 }
 
@@ -292,7 +334,7 @@ async function benchHub(
   let senderCpuSeconds: number | null = null;
   let senderPeakRssMb: number | null = null;
   try {
-    let measured: Awaited<ReturnType<typeof measure>>;
+    let measured: Measured;
     if (opts.sendersInProcess) {
       const sender = batchSender(traffic, hub.url, auth);
       stats = sender.stats;
@@ -454,6 +496,19 @@ async function benchBaseline(opts: Options, traffic: Traffic): Promise<PhaseResu
 
 const mb = (n: number) => Math.round(n);
 
+const percent = (share: number) => `${Math.round(share * 100)}%`;
+
+/** How busy the phase kept this process's event loop and the machine. */
+const phaseLoad = (phase: Measured) =>
+  `event loop busy ${percent(phase.eventLoopBusy)}, GC pauses ${phase.gcPauseSeconds.toFixed(1)} s` +
+  (phase.idleShare === null ? '' : `; machine idle ${percent(phase.idleShare)}`);
+
+const loadFigures = (phase: Measured) => ({
+  eventLoopBusy: Number(phase.eventLoopBusy.toFixed(3)),
+  gcPauseSeconds: Number(phase.gcPauseSeconds.toFixed(2)),
+  idleShare: phase.idleShare === null ? null : Number(phase.idleShare.toFixed(3)),
+});
+
 async function main() {
   const opts = options();
   if (opts.help) {
@@ -485,6 +540,7 @@ async function main() {
       `senders ${opts.sendersInProcess ? 'included' : perEvent(hub.senderCpuSeconds)}, ` +
       `server ${perEvent(hub.serverCpuSeconds)}`,
   );
+  console.error(`          ${phaseLoad(hub)}`);
   const peakMemory = atPeak && {
     rss: mb(atPeak.rss / 2 ** 20),
     heapTotal: mb(atPeak.heapTotal / 2 ** 20),
@@ -505,6 +561,7 @@ async function main() {
       `baseline: ${baseline.eventsPerSecond.toFixed(0)} events/s (${baseline.seconds.toFixed(1)} s); ` +
         `CPU per event: Node ${perEvent(baseline.cpuSeconds)}, server ${perEvent(baseline.serverCpuSeconds)}`,
     );
+    console.error(`          ${phaseLoad(baseline)}`);
   }
   const summary = {
     date: new Date().toISOString().slice(0, 10),
@@ -529,6 +586,7 @@ async function main() {
       peakRssMb: mb(hub.peakRssMb),
       peakMemoryMb: peakMemory,
       stored: hub.stored,
+      ...loadFigures(hub),
       foldedSeconds: Number(hub.foldedSeconds.toFixed(2)),
       foldedEventsPerSecond: Math.round(hub.foldedEventsPerSecond),
     },
@@ -541,6 +599,7 @@ async function main() {
       serverCpuUsPerEvent:
         baseline.serverCpuSeconds && Math.round((baseline.serverCpuSeconds * 1e6) / opts.events),
       peakRssMb: mb(baseline.peakRssMb),
+      ...loadFigures(baseline),
       stored: baseline.stored,
     },
     ratio: baseline ? Number((hub.eventsPerSecond / baseline.eventsPerSecond).toFixed(3)) : null,
