@@ -398,9 +398,10 @@ async function resolveInFull(
           select id, kind from json_to_recordset(${json(newProfiles)}) as x(id uuid, kind text)`,
     );
   };
+  // An identity created meanwhile by another transaction is skipped here, and the batch retried.
   const insertIdentities = async () => {
-    if (newIdentityRows.length === 0) return [];
-    return preparedRows<{ type: string }>(
+    if (newIdentityRows.length === 0) return;
+    const inserted = await preparedRows<{ type: string }>(
       tx,
       sql`insert into identities (type, value, profile_id, source)
           select type, value, profile_id, source
@@ -409,9 +410,6 @@ async function resolveInFull(
           on conflict do nothing
           returning type`,
     );
-  };
-  const insertAll = async () => {
-    const [, inserted] = await inOrder(tx, [insertProfiles, insertIdentities]);
     if (inserted.length !== newIdentityRows.length) {
       throw new RetryTransaction('an identity was created concurrently');
     }
@@ -419,14 +417,13 @@ async function resolveInFull(
   // New profiles, merges, then the new identities (which may name a survivor). Without a merge
   // the two inserts are left to the caller, to go with its own statements.
   let epoch: number | null = null;
-  let write = insertAll;
+  let write = async () => {
+    await inOrder(tx, [insertProfiles, insertIdentities]);
+  };
   if (mergePairs.length > 0) {
     await insertProfiles();
     epoch = await mergeProfiles(tx, mergePairs);
-    const inserted = await insertIdentities();
-    if (inserted.length !== newIdentityRows.length) {
-      throw new RetryTransaction('an identity was created concurrently');
-    }
+    await insertIdentities();
     write = nothingToWrite;
   }
   const profileIds = messageNode.map(finalOf);
