@@ -15,6 +15,7 @@ import { HubError } from './errors.ts';
 import type { Logger } from './log.ts';
 import { startWorker, type Worker } from './jobs/worker.ts';
 import { applyHeapGrowth } from './memory.ts';
+import { ensureEventCounts } from './profiles/fold.ts';
 import { createSyncDeps } from './sync/deps.ts';
 import type { SyncDeps } from './sync/engine.ts';
 
@@ -65,6 +66,16 @@ export async function startHub(
   const print = options.print ?? ((text: string) => process.stdout.write(text));
   applyHeapGrowth(config.heapGrowthPercent);
   const database = await openHubDatabase(config);
+  try {
+    if (await ensureEventCounts(database.db)) {
+      log.warn('the per-event counts were lost in a database crash; rebuilt them from the events');
+    }
+  } catch (error) {
+    await database.close().catch(() => {});
+    throw new StartupError(`cannot rebuild the per-event counts: ${reason(error)}`, {
+      cause: error,
+    });
+  }
   const runWorker = options.worker ?? true;
   let worker: Worker;
   let sync: SyncDeps;

@@ -3,12 +3,14 @@ import { sql } from 'drizzle-orm';
 import { testConfig } from '../src/config.ts';
 import { rows, type Database, type Db } from '../src/db/index.ts';
 import {
+  ensureEventCounts,
   foldAll,
   foldNewEvents,
   holdIngestHorizon,
   type FoldResult,
 } from '../src/profiles/fold.ts';
 import { mergeProfiles } from '../src/profiles/resolve.ts';
+import { countSegment } from '../src/segments/compile.ts';
 import { driver, testDatabase } from './support/db.ts';
 import { count, profileOf, send } from './support/ingest.ts';
 import { meetOpenTransaction } from './support/wait.ts';
@@ -190,5 +192,109 @@ describe(`the computed-traits fold (${driver})`, () => {
     await folding;
     await foldAll(db);
     expect(await totals(id)).toMatchObject({ event_count: driver === 'postgres' ? 3 : 2 });
+  });
+});
+
+describe(`per-event counts after a crash (${driver})`, () => {
+  /** What a crash leaves of the unlogged per-event counts: nothing, marker included. */
+  async function crash() {
+    await db.execute(sql`delete from profile_event_counts`);
+    await db.execute(sql`delete from profile_event_counts_ready`);
+  }
+
+  const kept = () =>
+    rows<{ profile_id: string; name: string; count: number; first_at: Date; last_at: Date }>(
+      db,
+      sql`select profile_id, name, count, first_at, last_at from profile_event_counts
+          order by profile_id, name`,
+    );
+
+  /** Every folded event counted from scratch, as the fold would have kept them. */
+  const fromEvents = (upTo: number) =>
+    rows<{ profile_id: string; name: string; count: number; first_at: Date; last_at: Date }>(
+      db,
+      sql`select profile_id, case when type = 'track' then name else type end as name,
+            count(*)::int as count, min("timestamp") as first_at, max("timestamp") as last_at
+          from events where id <= ${upTo} and type in ('track', 'page', 'screen')
+          group by 1, 2 order by 1, 2`,
+    );
+
+  const ordered = (n: number) => ({
+    rules: { event: { name: 'Order Completed', count: { atLeast: n } } },
+    resolveSegment: () => null,
+  });
+
+  afterAll(async () => {
+    // Leave the counts ready for the other suites sharing the database.
+    await ensureEventCounts(db);
+  });
+
+  it('are kept unlogged, so that folding them costs no WAL', async () => {
+    const [table] = await rows<{ persistence: string }>(
+      db,
+      sql`select relpersistence as persistence from pg_class where relname = 'profile_event_counts'`,
+    );
+    expect(table!.persistence).toBe('u');
+  });
+
+  it('are rebuilt from the folded events before the next fold, merges included', async () => {
+    const events = (user: string, names: string[], extra: Record<string, unknown> = {}) =>
+      names.map((event, i) => ({
+        type: 'track',
+        ...extra,
+        userId: user,
+        event,
+        timestamp: new Date(Date.UTC(2026, 0, 1 + i)).toISOString(),
+      }));
+    await send(db, config, [
+      ...events('r1', ['Order Completed', 'Order Completed', 'Viewed']),
+      ...events('r2', ['Order Completed', 'Viewed']),
+      { type: 'page', anonymousId: 'r-visitor', name: 'Home' },
+      { type: 'track', anonymousId: 'r-visitor', event: 'Order Completed' },
+    ]);
+    await foldAll(db);
+    // The visitor turns out to be r2: a merge, which moves the visitor's events and counts.
+    await send(db, config, [{ type: 'identify', userId: 'r2', anonymousId: 'r-visitor' }]);
+    const before = await kept();
+    const [{ position }] = (await rows<{ position: string }>(
+      db,
+      sql`select position from event_cursors where name = 'computed-traits'`,
+    )) as [{ position: string }];
+    expect(before).toEqual(await fromEvents(Number(position)));
+    expect(await countSegment(db, ordered(2).rules, ordered(2))).toBe(2);
+    // Not folded yet when the crash comes.
+    await send(db, config, events('r1', ['Viewed']));
+
+    await crash();
+    // A segment reading the counts fails rather than match nobody.
+    const failure = await countSegment(db, ordered(2).rules, ordered(2)).then(
+      () => null,
+      (error: Error) => error,
+    );
+    expect(String((failure?.cause as Error | undefined)?.message)).toMatch(
+      /per-event counts are being rebuilt/,
+    );
+    const folded = await foldNewEvents(db);
+    expect(folded.events).toBe(2);
+    const [{ last }] = (await rows<{ last: string }>(
+      db,
+      sql`select max(id) as last from events`,
+    )) as [{ last: string }];
+    const after = await kept();
+    expect(after).toEqual(await fromEvents(Number(last)));
+    const r1 = (await profileOf(db, 'user_id', 'r1'))!;
+    expect(after.find((c) => c.profile_id === r1 && c.name === 'Viewed')?.count).toBe(2);
+    expect(await countSegment(db, ordered(2).rules, ordered(2))).toBe(2);
+    // Ready again: nothing more to rebuild.
+    expect(await ensureEventCounts(db)).toBe(false);
+  });
+
+  it('are rebuilt once when several processes find them missing together', async () => {
+    await send(db, config, [{ type: 'track', userId: 'twice', event: 'Viewed' }]);
+    await foldAll(db);
+    await crash();
+    const rebuilt = await Promise.all([ensureEventCounts(db), ensureEventCounts(db)]);
+    expect(rebuilt.filter(Boolean)).toHaveLength(1);
+    expect(await kept()).toEqual(await fromEvents(Number.MAX_SAFE_INTEGER));
   });
 });

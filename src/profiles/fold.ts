@@ -30,6 +30,8 @@ const LOCKS = { class: 0x41480001, horizon: 1, fold: 2 } as const;
 /** Message types that count as activity in event_count and in the per-event counts. */
 export const ACTIVITY_TYPES = ['track', 'page', 'screen'] as const;
 const ACTIVITY = sql`('track', 'page', 'screen')`;
+/** What an event is counted as in the per-event counts: its name for track, else its type. */
+const COUNTED_AS = sql`case when type = 'track' then name else type end`;
 
 const CURSOR = 'computed-traits';
 
@@ -85,6 +87,7 @@ export async function foldNewEvents(
   options: { maxEvents?: number } = {},
 ): Promise<FoldResult> {
   const maxEvents = options.maxEvents ?? 50_000;
+  await ensureEventCounts(db);
   const horizon = await committedEventHorizon(db);
   let attempt = 0;
   return withRetry(db, async (tx) => {
@@ -132,8 +135,7 @@ export async function foldNewEvents(
           ),
           counts as (
             ${addEventCounts(
-              sql`select profile_id, case when type = 'track' then name else type end,
-                    count(*), min("timestamp"), max("timestamp")
+              sql`select profile_id, ${COUNTED_AS}, count(*), min("timestamp"), max("timestamp")
                   from w where type in ${ACTIVITY}
                   group by 1, 2`,
             )}
@@ -208,6 +210,51 @@ async function lockWindow(tx: Db, window: SQL): Promise<void> {
             where ${window} and p.id = e.profile_id and p.merged_into is not null`,
     );
   }
+}
+
+/**
+ * Rebuild the per-event counts from the events folded so far, when a crash emptied them; else
+ * nothing. profile_event_counts is unlogged (migration 0012): the fold writes a row of it for
+ * nearly every event, and unlogged that costs no WAL. Run on start and before every fold; until
+ * it has run, a segment query that reads the counts fails (`event_counts_ready()`).
+ *
+ * @returns whether the counts were rebuilt.
+ *
+ * @example
+ * if (await ensureEventCounts(db)) log.warn('per-event counts rebuilt after a crash');
+ */
+export async function ensureEventCounts(db: Db): Promise<boolean> {
+  if (await eventCountsReady(db)) return false;
+  return db.transaction(async (tx) => {
+    // No fold meanwhile, and the merges and erasures that write counts wait until this commits.
+    await tx.execute(sql`select pg_advisory_xact_lock(${LOCKS.class}, ${LOCKS.fold})`);
+    await tx.execute(sql`lock table profile_event_counts in exclusive mode`);
+    if (await eventCountsReady(tx)) return false;
+    const [cursor] = await rows<{ position: string | number }>(
+      tx,
+      sql`select position from event_cursors where name = ${CURSOR}`,
+    );
+    // Every event up to the cursor is committed, and none of them is on a tombstone: a merge
+    // moves the events it finds and the fold those it meets.
+    const folded = Number(cursor?.position ?? 0);
+    await tx.execute(sql`delete from profile_event_counts`);
+    await tx.execute(
+      sql`insert into profile_event_counts (profile_id, name, count, first_at, last_at)
+          select profile_id, ${COUNTED_AS}, count(*), min("timestamp"), max("timestamp")
+          from events e where e.id <= ${folded} and type in ${ACTIVITY}
+          group by 1, 2`,
+    );
+    await tx.execute(sql`insert into profile_event_counts_ready default values`);
+    return true;
+  });
+}
+
+async function eventCountsReady(db: Db): Promise<boolean> {
+  const [row] = await rows<{ ready: boolean }>(
+    db,
+    sql`select exists (select from profile_event_counts_ready) as ready`,
+  );
+  return row!.ready;
 }
 
 /** Fold until every committed event is folded. */

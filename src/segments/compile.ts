@@ -840,7 +840,12 @@ function countsTableServes(c: EventCondition): boolean {
 function countsTableSet(c: EventCondition, atLeast: number, atMost: number | undefined, ctx: Ctx) {
   const types = c.type === undefined ? ['track'] : [c.type].flat();
   const name = types[0] === 'track' ? [c.name!].flat()[0]! : types[0]!;
-  const where = [sql`c.name = ${name}::text`, sql`c.count >= ${atLeast}::int`];
+  // The counts are unlogged: after a crash, fail until they are rebuilt rather than match nobody.
+  const where = [
+    sql`c.name = ${name}::text`,
+    sql`c.count >= ${atLeast}::int`,
+    sql`event_counts_ready()`,
+  ];
   if (atMost !== undefined) where.push(sql`c.count <= ${atMost}::int`);
   if (ctx.scoped) where.push(sql`c.profile_id in (select id from scope)`);
   return sql`select c.profile_id from profile_event_counts c where ${sql.join(where, sql` and `)}`;
