@@ -15,6 +15,12 @@
  * A merge that commits after the epoch was read is the race every batch has with a concurrent
  * merge: the events land on the tombstone and the fold moves them to the survivor.
  */
+/**
+ * A copy of `key` in one piece. A key joined from its type and value is a tree of strings that
+ * holds both parts, several times the size of its text; the cache keeps up to `capacity`.
+ */
+const compact = (key: string) => Buffer.from(key, 'utf8').toString('utf8');
+
 export class IdentityCache {
   private readonly map = new Map<string, string>();
   /** The epoch up to which no entry names a profile merged or erased elsewhere; -1: none yet. */
@@ -34,12 +40,16 @@ export class IdentityCache {
   }
 
   set(key: string, profileId: string): void {
-    if (this.map.size >= this.capacity && !this.map.has(key)) {
+    if (this.map.has(key)) {
+      this.map.set(key, profileId);
+      return;
+    }
+    if (this.map.size >= this.capacity) {
       // Oldest first: Map iterates in insertion order.
       const oldest = this.map.keys().next().value;
       if (oldest !== undefined) this.map.delete(oldest);
     }
-    this.map.set(key, profileId);
+    this.map.set(compact(key), profileId);
   }
 
   /**
