@@ -89,4 +89,15 @@ describe('the identity cache and the profile epoch', () => {
     expect(cache.size).toBe(0);
     expect(cache.trusts(7)).toBe(true);
   });
+
+  it('finds every key it stored, a lone surrogate or a non-ASCII one included, once', () => {
+    const cache = new IdentityCache();
+    const keys = ['user_id:a', 'email:zoë@example.com', 'user_id:\ud800x', 'user_id:😀'];
+    for (const key of keys) {
+      cache.set(key, `p-${key}`);
+      cache.set(key, `p-${key}`);
+    }
+    for (const key of keys) expect(cache.get(key)).toBe(`p-${key}`);
+    expect(cache.size).toBe(keys.length);
+  });
 });

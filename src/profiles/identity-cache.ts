@@ -15,11 +15,15 @@
  * A merge that commits after the epoch was read is the race every batch has with a concurrent
  * merge: the events land on the tombstone and the fold moves them to the survivor.
  */
+const SURROGATE = /[\ud800-\udfff]/;
+
 /**
  * A copy of `key` in one piece. A key joined from its type and value is a tree of strings that
- * holds both parts, several times the size of its text; the cache keeps up to `capacity`.
+ * holds both parts, several times the size of its text; the cache keeps up to `capacity`. (A
+ * key with a surrogate, which might be a lone one that UTF-8 cannot carry, is kept as it is.)
  */
-const compact = (key: string) => Buffer.from(key, 'utf8').toString('utf8');
+const compact = (key: string) =>
+  SURROGATE.test(key) ? key : Buffer.from(key, 'utf8').toString('utf8');
 
 export class IdentityCache {
   private readonly map = new Map<string, string>();
