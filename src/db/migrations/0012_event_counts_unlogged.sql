@@ -1,9 +1,9 @@
--- profile_event_counts holds nothing but what the fold derives from events (src/profiles/fold.ts),
--- and the fold writes a row of it for nearly every event: unlogged, that costs no WAL and no
--- full-page images after each checkpoint. A crash empties an unlogged table, and the marker
--- below with it; the counts are then rebuilt from the events before they are read again
--- (ensureEventCounts in src/profiles/fold.ts), and a segment query that reads them meanwhile fails instead of
--- finding nobody.
+-- profile_event_counts holds nothing but what the fold derives from events
+-- (src/profiles/fold.ts), and the fold writes a row of it for nearly every event: unlogged, that
+-- costs no WAL and no full-page images after each checkpoint. A crash empties an unlogged table,
+-- and the marker below with it; the counts are then rebuilt from the events before they are
+-- read again (ensureEventCounts in src/profiles/fold.ts), and a segment query that reads them
+-- meanwhile fails instead of finding nobody.
 ALTER TABLE "profile_event_counts" SET UNLOGGED;--> statement-breakpoint
 CREATE UNLOGGED TABLE "profile_event_counts_ready" (
   "ready" boolean PRIMARY KEY DEFAULT true CHECK ("ready")
