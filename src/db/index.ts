@@ -103,6 +103,42 @@ export function pgCode(error: unknown): string | undefined {
   return undefined;
 }
 
+/** postgres.js's own codes, and the socket errors, for a connection that is gone. */
+const CONNECTION_LOST = new Set([
+  'CONNECTION_CLOSED',
+  'CONNECTION_DESTROYED',
+  'CONNECTION_ENDED',
+  'CONNECT_TIMEOUT',
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+]);
+
+/**
+ * Whether `error` says the database could not be reached or dropped the connection (it is
+ * restarting, shutting down, or the network failed), rather than that a statement was wrong.
+ * What was sent may or may not have been committed; sending it again later is the remedy.
+ *
+ * @example
+ * if (isConnectionLoss(error)) c.header('Retry-After', '1'); // and answer 503
+ */
+export function isConnectionLoss(error: unknown): boolean {
+  let e: unknown = error;
+  for (let i = 0; i < 3 && e && typeof e === 'object'; i++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string') {
+      // SQLSTATE class 08 (connection exception), 57P01-57P03 (shutdown, crash, starting up).
+      if (CONNECTION_LOST.has(code) || code.startsWith('08') || /^57P0[123]$/.test(code)) {
+        return true;
+      }
+    }
+    e = (e as { cause?: unknown }).cause;
+  }
+  return false;
+}
+
 /**
  * Run `fn` in a transaction, retrying it when PostgreSQL aborts it for a deadlock or a
  * serialisation failure, or when `fn` throws a {@link RetryTransaction}.

@@ -1,0 +1,4 @@
+/** The comment every patched line carries; its presence marks postgres.js as patched. */
+export const MARKER: string;
+/** Patch postgres.js in place (idempotent); what was done to each file. */
+export function patchPostgres(root?: string): string[];
