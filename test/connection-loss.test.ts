@@ -1,7 +1,8 @@
 /**
  * A lost database connection (PostgreSQL restarting, a backend terminated, the network failing)
- * fails what was in flight and nothing else: the process lives on and the pool reconnects.
- * PostgreSQL only: PGlite runs in this process and has no connection to lose.
+ * fails what was in flight and nothing else: the process lives on, the pool reconnects, the API
+ * answers 503 with Retry-After, and a client that sends its batches again has every message
+ * stored once. PostgreSQL only: PGlite runs in this process and has no connection to lose.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -9,7 +10,11 @@ import { fileURLToPath } from 'node:url';
 import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MARKER } from '../scripts/patch-postgres.mjs';
-import { isConnectionLoss, type Database } from '../src/db/index.ts';
+import { testConfig } from '../src/config.ts';
+import { isConnectionLoss, rows, type Database } from '../src/db/index.ts';
+import { createLogger } from '../src/log.ts';
+import { startHub, type HubHandle } from '../src/server.ts';
+import { sql } from 'drizzle-orm';
 import { databaseUrlOf, driver, testDatabase } from './support/db.ts';
 
 const onPostgres = driver === 'postgres' ? describe : () => {};
@@ -122,6 +127,108 @@ onPostgres('a lost connection', () => {
       expect(outcome.ok).toBe(false);
       expect(isConnectionLoss(outcome.ok ? null : outcome.error)).toBe(true);
       expect((await client`select 1 as one`)[0]!.one).toBe(1);
+    });
+  });
+
+  describe('while the hub stores events', () => {
+    const writeKey = `ahw_${'k'.repeat(32)}`;
+    let hub: HubHandle;
+    const logged: string[] = [];
+
+    beforeAll(async () => {
+      const config = testConfig({
+        port: 0,
+        databaseUrl: url,
+        initialWriteKey: writeKey,
+        initialAdminToken: `aht_${'a'.repeat(32)}`,
+      });
+      hub = await startHub(
+        config,
+        createLogger('warn', {}, (line) => logged.push(line)),
+        { print: () => {} },
+      );
+    });
+
+    afterAll(async () => {
+      await hub?.close();
+    });
+
+    it('answers 503 while the database is gone, and a client that retries has every message once', async () => {
+      const auth = `Basic ${Buffer.from(`${writeKey}:`).toString('base64')}`;
+      const batchOf = (b: number) => ({
+        batch: Array.from({ length: 100 }, (_, i) => ({
+          type: 'track',
+          event: 'Product Viewed',
+          userId: `user-${(b * 37 + i) % 400}`,
+          anonymousId: `device-${(b * 11 + i) % 600}`,
+          messageId: `loss-${b}-${i}`,
+        })),
+      });
+      const send = (b: number) =>
+        fetch(`${hub.url}/v1/batch`, {
+          method: 'POST',
+          headers: { authorization: auth, 'content-type': 'application/json' },
+          body: JSON.stringify(batchOf(b)),
+        });
+
+      let next = 0;
+      let stop = false;
+      const failed: number[] = [];
+      const statuses = new Map<number, number>();
+      const unavailable: Response[] = [];
+      const sender = async () => {
+        while (!stop) {
+          const b = next++;
+          const response = await send(b);
+          statuses.set(response.status, (statuses.get(response.status) ?? 0) + 1);
+          if (response.status !== 200) {
+            failed.push(b);
+            if (response.status === 503) unavailable.push(response);
+            else throw new Error(`${response.status}: ${await response.text()}`);
+          } else {
+            await response.arrayBuffer();
+          }
+        }
+      };
+      const senders = Array.from({ length: 4 }, sender);
+      for (let round = 0; round < 4; round++) {
+        await new Promise((resolve) => setTimeout(resolve, 250));
+        await terminateAll(admin, name);
+      }
+      stop = true;
+      await Promise.all(senders);
+
+      // Only 200s and 503s; at least one batch met the loss, and was told to come back.
+      expect([...statuses.keys()].every((s) => s === 200 || s === 503)).toBe(true);
+      expect(unavailable.length).toBeGreaterThan(0);
+      const problem = unavailable[0]!;
+      expect(problem.headers.get('content-type')).toBe('application/problem+json');
+      expect(problem.headers.get('retry-after')).toBe('1');
+      expect(await problem.json()).toMatchObject({
+        status: 503,
+        type: 'urn:audiencehub:problem:database-unavailable',
+      });
+      expect(logged.some((line) => line.includes('"database unavailable"'))).toBe(true);
+
+      // The client sends again what was not acknowledged, as told (a connection of the pool
+      // that was ended while idle fails the first statement sent down it); each lands once.
+      for (const b of failed) {
+        let status = 0;
+        for (let attempt = 0; attempt < 5 && status !== 200; attempt++) {
+          if (attempt > 0) await new Promise((resolve) => setTimeout(resolve, 100));
+          const response = await send(b);
+          status = response.status;
+          expect([200, 503]).toContain(status);
+          await response.arrayBuffer();
+        }
+        expect(status).toBe(200);
+      }
+      const [stored] = await rows<{ events: number; ids: number }>(
+        database.db,
+        sql`select count(*)::int as events, count(distinct message_id)::int as ids
+            from events where message_id like 'loss-%'`,
+      );
+      expect(stored).toEqual({ events: next * 100, ids: next * 100 });
     });
   });
 });

@@ -91,7 +91,7 @@ export function registerTrackingDocs(registry: Registry) {
       request: { body: { required: true, content: { 'application/json': { schema: body } } } },
       responses: {
         200: { description: 'Stored', content: { 'application/json': { schema: accepted } } },
-        ...problemResponses(400, 401, 413),
+        ...problemResponses(400, 401, 413, 503),
       },
     });
   for (const [type, schema, name, summary] of TRACKING) {

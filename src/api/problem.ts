@@ -7,6 +7,7 @@ import { z, type Hook } from '@hono/zod-openapi';
 import type { Context, ErrorHandler, NotFoundHandler } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
+import { isConnectionLoss } from '../db/index.ts';
 import { HubError, type FieldError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 
@@ -42,12 +43,16 @@ const TITLES: Record<number, string> = {
   503: 'Service Unavailable',
 };
 
+/** What a 503 for a lost database connection asks the client to wait before retrying. */
+const RETRY_AFTER_SECONDS = 1;
+
 const DESCRIPTIONS: Record<number, string> = {
   400: 'Invalid request: `errors` names each failing field.',
   401: 'Missing, unknown or revoked credentials.',
   403: 'The token’s role may not do this.',
   404: 'No such resource.',
   413: 'The body is larger than the endpoint allows.',
+  503: 'Out of reach for now: the database connection was lost (`database-unavailable`), or a service the request needs is busy or down. Send it again later, after `Retry-After` when given.',
 };
 
 /** OpenAPI response entries for the given error statuses, all problem+json. */
@@ -95,8 +100,9 @@ export function problem(c: Context, p: ProblemInput): Response {
 
 /**
  * The app's one error handler. A {@link HubError} is rendered as it says; hono's own
- * HTTP errors (malformed JSON, unsupported media type) keep their status; anything else is a
- * 500 whose detail says nothing about the cause, which is logged, redacted, under an id.
+ * HTTP errors (malformed JSON, unsupported media type) keep their status; a lost database
+ * connection is a 503 with Retry-After; anything else is a 500 whose detail says nothing about
+ * the cause, which is logged, redacted, under an id.
  */
 export function problemHandler(log: Logger): ErrorHandler {
   return (error, c) => {
@@ -110,6 +116,23 @@ export function problemHandler(log: Logger): ErrorHandler {
         code: error.status === 400 ? 'invalid-request' : `http-${error.status}`,
         title: TITLES[error.status] ?? 'Error',
         detail: error.message,
+      });
+    }
+    if (isConnectionLoss(error)) {
+      // Not a bug in the request or in the hub: the client should send it again shortly.
+      log.warn('database unavailable', {
+        method: c.req.method,
+        path: c.req.path,
+        error: redact(error),
+      });
+      c.header('Retry-After', String(RETRY_AFTER_SECONDS));
+      return problem(c, {
+        status: 503,
+        code: 'database-unavailable',
+        title: TITLES[503]!,
+        detail:
+          'The database could not be reached, so the request may not have been carried out. ' +
+          'Send it again: a tracking message is stored once per messageId.',
       });
     }
     const errorId = logFailure(log, c, error);
