@@ -71,6 +71,38 @@ describe(`database (${driver})`, () => {
     expect(row!.n).toBe(0);
   });
 
+  it('runs each withRetry as one transaction, committed whole or rolled back whole', async () => {
+    await database.db.execute(sql`create table if not exists whole (n int primary key)`);
+    // More transactions than the pool has connections: each gives its connection back.
+    for (let n = 0; n < 20; n++) {
+      const ids = await withRetry(database.db, async (tx) => {
+        const [a] = await rows<{ id: string }>(tx, sql`select txid_current()::text as id`);
+        await tx.execute(sql`insert into whole values (${n}::int)`);
+        const [b] = await rows<{ id: string }>(tx, sql`select txid_current()::text as id`);
+        return [a!.id, b!.id];
+      });
+      expect(ids[0]).toBe(ids[1]);
+    }
+    await expect(
+      withRetry(database.db, async (tx) => {
+        await tx.execute(sql`insert into whole values (100)`);
+        throw new Error('changed my mind');
+      }),
+    ).rejects.toThrow('changed my mind');
+    // A statement that fails aborts the rest, and the connection is usable afterwards.
+    await expect(
+      withRetry(database.db, async (tx) => {
+        await tx.execute(sql`insert into whole values (101)`);
+        await tx.execute(sql`insert into whole values (0)`);
+      }),
+    ).rejects.toThrow();
+    const [row] = await rows<{ n: number; top: number }>(
+      database.db,
+      sql`select count(*)::int as n, max(n)::int as top from whole`,
+    );
+    expect(row).toEqual({ n: 20, top: 19 });
+  });
+
   it('plans kept-prepared statements for each execution on PostgreSQL', async () => {
     const mode = async () => {
       const [row] = await preparedRows<{ mode: string }>(
