@@ -38,6 +38,37 @@ describe('the identity cache and the profile epoch', () => {
     expect(cache.trusts(6)).toBe(false);
   });
 
+  it('vouches for an entry only up to the epoch it was read at, whatever commits meanwhile', () => {
+    const cache = new IdentityCache();
+    commit(cache, 1, true, { 'user_id:a': 'p1' });
+    // A transaction reads the cache...
+    const since = cache.goodUpTo;
+    expect(cache.get('user_id:a')).toBe('p1');
+    // ...another process erases p1 (epoch 2), and another transaction of this process, which
+    // read epoch 2 and so checked its own profiles, commits: the cache is cleared and now good
+    // up to 2.
+    commit(cache, 2, true, { 'user_id:b': 'p2' });
+    expect(cache.get('user_id:a')).toBeUndefined();
+    expect(cache.trusts(2)).toBe(true);
+    // The first transaction reads epoch 2 too: what it read before the erasure is not trusted.
+    expect(cache.trusts(2, since)).toBe(false);
+  });
+
+  it('remembers its own merges after the epoch has passed them', () => {
+    const cache = new IdentityCache();
+    commit(cache, 1, true, { 'user_id:a': 'p1' });
+    const since = cache.goodUpTo;
+    cache.merging(2);
+    commit(cache, 2, false, { 'user_id:b': 'p3' }, ['p2']);
+    cache.merging(3);
+    commit(cache, 3, false);
+    // A transaction that read the cache at 1 and the epoch at 3 saw only this process's merges.
+    expect(cache.trusts(3, since)).toBe(true);
+    expect(cache.trusts(4, since)).toBe(false);
+    // Far more epochs than this process took cannot all be its own.
+    expect(cache.trusts(1_000_000_000, since)).toBe(false);
+  });
+
   it('keeps only what a transaction checked once the epoch moved elsewhere', () => {
     const cache = new IdentityCache();
     commit(cache, 1, true, { 'user_id:a': 'p1', 'user_id:b': 'p2' });

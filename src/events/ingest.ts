@@ -58,6 +58,8 @@ export async function ingestMessages(
   const { result, resolution, epoch, checked } = await withRetry(db, async (tx) => {
     // What made this attempt necessary may be a stale cached identity.
     if (attempts++ > 0) identityCache?.clear();
+    // What the cache gives is vouched for up to this epoch (it reads the cache before it awaits).
+    const since = identityCache?.goodUpTo ?? -1;
     const resolution = await resolveProfiles(tx, unique, config, identityCache);
     if (resolution.epoch !== null) identityCache?.merging(resolution.epoch);
     const { profileIds, survivors, touched } = resolution;
@@ -84,7 +86,7 @@ export async function ingestMessages(
     // Profiles that only receive events are checked live, unless the cache they came from
     // shows that nothing but this process's merges has merged or erased a profile since. Still
     // under the horizon: a stale one rolls the events back with the rest.
-    const checked = !identityCache?.trusts(epoch);
+    const checked = !identityCache?.trusts(epoch, since);
     const receiving = checked
       ? [...touched].filter(
           (id) => !changing.has(id) && !resolution.gained.has(id) && !resolution.created.has(id),

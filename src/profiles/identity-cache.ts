@@ -6,12 +6,16 @@
  * Whether an entry may be stale is told by the profile epoch, a sequence that every merge and
  * every erasure moves on, in any process (src/db/schema.ts). The cache keeps the epoch up to
  * which its entries are known good, and the epochs its own process's merges took, whose losers
- * it drops itself. An ingest transaction reads the epoch under the ingest horizon:
- * - moved only by this process's merges (or not at all), nothing the cache names was merged or
- *   erased elsewhere, and the profiles it gave are used unchecked;
+ * it drops itself. An ingest transaction notes that epoch when it reads the cache, and later
+ * reads the profile epoch under the ingest horizon. Between the two:
+ * - moved only by this process's merges (or not at all), nothing the cache gave it was merged
+ *   or erased elsewhere, and the profiles it gave are used unchecked;
  * - moved by anything else, the transaction checks that those profiles are still live, which
  *   makes it retry on a stale entry (a retry clears the cache), and once committed the cache
  *   keeps only what that transaction checked.
+ * The epoch noted at the read matters: another transaction of this process may commit in
+ * between, having checked its own profiles, and move the cache's epoch past an erasure that the
+ * entries read before it knew nothing of.
  * A merge that commits after the epoch was read is the race every batch has with a concurrent
  * merge: the events land on the tombstone and the fold moves them to the survivor.
  */
@@ -25,11 +29,14 @@ const SURROGATE = /[\ud800-\udfff]/;
 const compact = (key: string) =>
   SURROGATE.test(key) ? key : Buffer.from(key, 'utf8').toString('utf8');
 
+/** How far behind the epoch this process's own merges' epochs are still remembered. */
+const OWN_EPOCHS_KEPT = 10_000;
+
 export class IdentityCache {
   private readonly map = new Map<string, string>();
   /** The epoch up to which no entry names a profile merged or erased elsewhere; -1: none yet. */
   private epoch = -1;
-  /** Epochs taken by this process's merges, beyond `epoch`. */
+  /** Epochs taken by this process's merges, the recent ones (see `OWN_EPOCHS_KEPT`). */
   private readonly own = new Set<number>();
   /** Profiles this process merged away: an entry naming one is stale. */
   private readonly merged = new Set<string>();
@@ -57,19 +64,30 @@ export class IdentityCache {
   }
 
   /**
+   * The epoch up to which the entries are known good now. A transaction takes it when it reads
+   * the cache, and hands it to {@link trusts}: the entries it read are vouched for up to then,
+   * whatever another transaction's commit does to the cache meanwhile.
+   */
+  get goodUpTo(): number {
+    return this.epoch;
+  }
+
+  /**
    * Whether a transaction that read `epoch` (under the ingest horizon) may use the profiles the
    * cache gave it without checking them: nothing but this process's merges moved the epoch
-   * since the entries were known good.
+   * since `since`, when its entries were known good ({@link goodUpTo} as it read them).
    */
-  trusts(epoch: number): boolean {
-    if (this.epoch < 0) return false;
-    for (let e = this.epoch + 1; e <= epoch; e++) if (!this.own.has(e)) return false;
+  trusts(epoch: number, since = this.epoch): boolean {
+    if (since < 0) return false;
+    // More epochs than this process ever took: some were taken elsewhere.
+    if (epoch - since > this.own.size) return false;
+    for (let e = since + 1; e <= epoch; e++) if (!this.own.has(e)) return false;
     return true;
   }
 
   /** A merge of this process took `epoch` (before it commits). */
   merging(epoch: number): void {
-    if (epoch > this.epoch) this.own.add(epoch);
+    if (epoch > this.epoch - OWN_EPOCHS_KEPT) this.own.add(epoch);
   }
 
   /**
@@ -91,7 +109,9 @@ export class IdentityCache {
       // Checked because something else moved the epoch: any other entry may be stale.
       if (checked) this.clear();
       this.epoch = epoch;
-      for (const e of this.own) if (e <= epoch) this.own.delete(e);
+      // Own epochs stay known a while: a transaction still running may have read its entries
+      // before this one moved `epoch` past them.
+      for (const e of this.own) if (e <= epoch - OWN_EPOCHS_KEPT) this.own.delete(e);
     }
     if (this.merged.size + losers.size > this.capacity / 10) this.clear();
     for (const id of losers) this.merged.add(id);
