@@ -11,6 +11,7 @@
 import { randomBytes } from 'node:crypto';
 import { fork } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { PerformanceObserver } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import postgres from 'postgres';
@@ -49,6 +50,8 @@ const USAGE = `Usage: npm run bench:ingest -- [options]
                      run the senders in the benchmark's (and so the hub's) process, not in
                      a child process of their own
   --skip-baseline    only the hub
+  --baseline-only    only the bare INSERT, its figures printed as JSON (how the baseline run
+                     ahead of the hub is made, in a process of its own)
   --keep             keep the scratch databases / folders
   -h, --help`;
 
@@ -65,6 +68,9 @@ function options() {
         default: DEFAULT_PG_URL,
       },
       'skip-baseline': { type: 'boolean', default: false },
+      'baseline-only': { type: 'boolean', default: false },
+      'run-id': { type: 'string' },
+      now: { type: 'string' },
       'senders-in-process': { type: 'boolean', default: false },
       keep: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
@@ -88,6 +94,9 @@ function options() {
     driver: values.pg ? ('postgres' as const) : ('pglite' as const),
     pgUrl: values['pg-url'],
     skipBaseline: values['skip-baseline'],
+    baselineOnly: values['baseline-only'],
+    runId: values['run-id'] ?? `bench-${Date.now().toString(36)}`,
+    now: values.now ? int('now', values.now, 0) : Date.now(),
     sendersInProcess: values['senders-in-process'],
     keep: values.keep,
   };
@@ -509,6 +518,52 @@ const loadFigures = (phase: Measured) => ({
   idleShare: phase.idleShare === null ? null : Number(phase.idleShare.toFixed(3)),
 });
 
+/** A baseline phase's figures, as recorded. */
+function baselineFigures(baseline: PhaseResult, opts: Options) {
+  return {
+    eventsPerSecond: Math.round(baseline.eventsPerSecond),
+    seconds: Number(baseline.seconds.toFixed(2)),
+    clientSeconds: Number(baseline.clientSeconds.toFixed(2)),
+    cpuSeconds: Number(baseline.cpuSeconds.toFixed(2)),
+    serverCpuSeconds: baseline.serverCpuSeconds && Number(baseline.serverCpuSeconds.toFixed(2)),
+    serverCpuUsPerEvent:
+      baseline.serverCpuSeconds && Math.round((baseline.serverCpuSeconds * 1e6) / opts.events),
+    peakRssMb: mb(baseline.peakRssMb),
+    ...loadFigures(baseline),
+    stored: baseline.stored,
+  };
+}
+type BaselineFigures = ReturnType<typeof baselineFigures>;
+
+/** The baseline in a child process of this script (`--baseline-only`), with the same traffic. */
+function baselineInChild(opts: Options): Promise<BaselineFigures> {
+  const args = [
+    '--baseline-only',
+    ...['--events', String(opts.events), '--users', String(opts.users)],
+    ...['--batch', String(opts.batch), '--concurrency', String(opts.concurrency)],
+    ...['--run-id', opts.runId, '--now', String(opts.now), '--pg-url', opts.pgUrl],
+    ...(opts.driver === 'postgres' ? ['--pg'] : []),
+    ...(opts.keep ? ['--keep'] : []),
+  ];
+  return new Promise((resolve, reject) => {
+    const child = fork(fileURLToPath(import.meta.url), args, {
+      execArgv: process.execArgv,
+      stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
+    });
+    let out = '';
+    child.stdout!.on('data', (chunk: Buffer) => (out += chunk.toString()));
+    child.on('error', reject);
+    child.on('exit', (code) => {
+      if (code !== 0) return reject(new Error(`the baseline run ahead of the hub exited ${code}`));
+      try {
+        resolve(JSON.parse(out.trim().split('\n').at(-1)!) as BaselineFigures);
+      } catch {
+        reject(new Error('the baseline run ahead of the hub printed no figures'));
+      }
+    });
+  });
+}
+
 async function main() {
   const opts = options();
   if (opts.help) {
@@ -520,13 +575,21 @@ async function main() {
     events: opts.events,
     users: opts.users,
     batchSize: opts.batch,
-    runId: `bench-${Date.now().toString(36)}`,
-    now: Date.now(),
+    runId: opts.runId,
+    now: opts.now,
   });
+  if (opts.baselineOnly) {
+    console.log(JSON.stringify(baselineFigures(await benchBaseline(opts, traffic), opts)));
+    return;
+  }
   console.error(
     `ingest benchmark: ${opts.events} events, ${opts.users} users, batches of ${opts.batch}, ` +
       `${opts.concurrency} senders, ${opts.driver}`,
   );
+  // The bare INSERT runs before the hub and after it, and the hub is measured against the mean
+  // of the two: the machine's speed drifts over a run. The one before runs in a process of its
+  // own, so that its memory is not counted in the hub's.
+  const before = opts.skipBaseline ? null : await baselineInChild(opts);
   const hub = await benchHub(opts, traffic);
   console.error(
     `hub:      ${hub.eventsPerSecond.toFixed(0)} events/s (${hub.seconds.toFixed(1)} s); ` +
@@ -555,14 +618,20 @@ async function main() {
         .join(', ')}`,
     );
   }
-  const baseline = opts.skipBaseline ? null : await benchBaseline(opts, traffic);
-  if (baseline) {
+  const after = opts.skipBaseline ? null : await benchBaseline(opts, traffic);
+  const baselines = before && after ? [before, baselineFigures(after, opts)] : [];
+  for (const [when, b] of baselines.map((b, i) => [i === 0 ? 'before' : 'after', b] as const)) {
     console.error(
-      `baseline: ${baseline.eventsPerSecond.toFixed(0)} events/s (${baseline.seconds.toFixed(1)} s); ` +
-        `CPU per event: Node ${perEvent(baseline.cpuSeconds)}, server ${perEvent(baseline.serverCpuSeconds)}`,
+      `baseline ${when}: ${b.eventsPerSecond} events/s (${b.seconds.toFixed(1)} s); ` +
+        `CPU per event: Node ${perEvent(b.cpuSeconds)}, server ${perEvent(b.serverCpuSeconds)}; ` +
+        `event loop busy ${percent(b.eventLoopBusy)}, machine idle ` +
+        `${b.idleShare === null ? '–' : percent(b.idleShare)}`,
     );
-    console.error(`          ${phaseLoad(baseline)}`);
   }
+  const baselineRate =
+    baselines.length > 0
+      ? baselines.reduce((sum, b) => sum + b.eventsPerSecond, 0) / baselines.length
+      : null;
   const summary = {
     date: new Date().toISOString().slice(0, 10),
     commit: commit(),
@@ -590,19 +659,15 @@ async function main() {
       foldedSeconds: Number(hub.foldedSeconds.toFixed(2)),
       foldedEventsPerSecond: Math.round(hub.foldedEventsPerSecond),
     },
-    baseline: baseline && {
-      eventsPerSecond: Math.round(baseline.eventsPerSecond),
-      seconds: Number(baseline.seconds.toFixed(2)),
-      clientSeconds: Number(baseline.clientSeconds.toFixed(2)),
-      cpuSeconds: Number(baseline.cpuSeconds.toFixed(2)),
-      serverCpuSeconds: baseline.serverCpuSeconds && Number(baseline.serverCpuSeconds.toFixed(2)),
-      serverCpuUsPerEvent:
-        baseline.serverCpuSeconds && Math.round((baseline.serverCpuSeconds * 1e6) / opts.events),
-      peakRssMb: mb(baseline.peakRssMb),
-      ...loadFigures(baseline),
-      stored: baseline.stored,
-    },
-    ratio: baseline ? Number((hub.eventsPerSecond / baseline.eventsPerSecond).toFixed(3)) : null,
+    baseline:
+      baselineRate === null
+        ? null
+        : {
+            eventsPerSecond: Math.round(baselineRate),
+            before: baselines[0],
+            after: baselines[1],
+          },
+    ratio: baselineRate !== null ? Number((hub.eventsPerSecond / baselineRate).toFixed(3)) : null,
     maxRssMb: mb(process.resourceUsage().maxRSS / 1024),
     loadAverageAtEnd: loadAverage(),
     machine: machine(loadAverageAtStart, await postgresVersion(opts.driver, opts.pgUrl)),
@@ -619,7 +684,7 @@ async function main() {
     summary.baseline?.eventsPerSecond.toLocaleString('en-US') ?? '–',
     summary.ratio ?? '–',
     `${summary.hub.peakRssMb} MB`,
-    summary.baseline ? `${summary.baseline.peakRssMb} MB` : '–',
+    summary.baseline ? `${summary.baseline.after!.peakRssMb} MB` : '–',
     `${summary.maxRssMb} MB`,
   ];
   console.log(`| ${row.join(' | ')} |`);
