@@ -91,15 +91,19 @@ export async function inOrder<T extends readonly unknown[]>(
 /** PostgreSQL error codes worth retrying a whole transaction for. */
 const RETRYABLE = new Set(['40001', '40P01']);
 
-/** The SQLSTATE of a driver error, if it has one. */
-export function pgCode(error: unknown): string | undefined {
+/** The `code` of an error and of the errors it wraps (drizzle wraps driver errors in `cause`). */
+function* errorCodes(error: unknown): Generator<string> {
   let e: unknown = error;
-  // drizzle wraps driver errors in `cause`.
   for (let i = 0; i < 3 && e && typeof e === 'object'; i++) {
     const code = (e as { code?: unknown }).code;
-    if (typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code)) return code;
+    if (typeof code === 'string') yield code;
     e = (e as { cause?: unknown }).cause;
   }
+}
+
+/** The SQLSTATE of a driver error, if it has one. */
+export function pgCode(error: unknown): string | undefined {
+  for (const code of errorCodes(error)) if (/^[0-9A-Z]{5}$/.test(code)) return code;
   return undefined;
 }
 
@@ -125,16 +129,9 @@ const CONNECTION_LOST = new Set([
  * if (isConnectionLoss(error)) c.header('Retry-After', '1'); // and answer 503
  */
 export function isConnectionLoss(error: unknown): boolean {
-  let e: unknown = error;
-  for (let i = 0; i < 3 && e && typeof e === 'object'; i++) {
-    const code = (e as { code?: unknown }).code;
-    if (typeof code === 'string') {
-      // SQLSTATE class 08 (connection exception), 57P01-57P03 (shutdown, crash, starting up).
-      if (CONNECTION_LOST.has(code) || code.startsWith('08') || /^57P0[123]$/.test(code)) {
-        return true;
-      }
-    }
-    e = (e as { cause?: unknown }).cause;
+  for (const code of errorCodes(error)) {
+    // SQLSTATE class 08 (connection exception), 57P01-57P03 (shutdown, crash, starting up).
+    if (CONNECTION_LOST.has(code) || code.startsWith('08') || /^57P0[123]$/.test(code)) return true;
   }
   return false;
 }
