@@ -10,7 +10,8 @@ import { enabledStreams } from './imports/store.ts';
 import { bootstrapCredentials, type Bootstrap } from './auth/credentials.ts';
 import type { HubConfig } from './config.ts';
 import type { HubContext } from './context.ts';
-import { openDatabase, type Database } from './db/index.ts';
+import { errorCodes, openDatabase, type Database } from './db/index.ts';
+import { postgresJsPatched } from './db/drivers/postgres.ts';
 import { HubError } from './errors.ts';
 import type { Logger } from './log.ts';
 import { startWorker, type Worker } from './jobs/worker.ts';
@@ -66,6 +67,12 @@ export async function startHub(
   const print = options.print ?? ((text: string) => process.stdout.write(text));
   applyHeapGrowth(config.heapGrowthPercent);
   const database = await openHubDatabase(config);
+  if (database.driver === 'postgres' && !postgresJsPatched()) {
+    log.warn(
+      'postgres.js is not patched (installed with --ignore-scripts?): a lost database ' +
+        'connection can stop the hub. Run `node scripts/patch-postgres.mjs` once.',
+    );
+  }
   try {
     if (await ensureEventCounts(database.db)) {
       log.warn('the per-event counts were lost in a database crash; rebuilt them from the events');
@@ -362,16 +369,7 @@ const CONNECT_ERRORS = new Set([
   '3D000',
 ]);
 
-function errorCode(error: unknown): string | undefined {
-  let e: unknown = error;
-  for (let i = 0; i < 5 && e; i++) {
-    if (e instanceof AggregateError && e.errors.length > 0) e = e.errors[0];
-    const code = (e as { code?: unknown }).code;
-    if (typeof code === 'string') return code;
-    e = (e as { cause?: unknown }).cause;
-  }
-  return undefined;
-}
+const errorCode = (error: unknown): string | undefined => errorCodes(error).next().value;
 
 /** The innermost useful message of a driver error (drizzle wraps the driver's in `cause`). */
 function reason(error: unknown): string {

@@ -4,13 +4,15 @@
  * answers 503 with Retry-After, and a client that sends its batches again has every message
  * stored once. PostgreSQL only: PGlite runs in this process and has no connection to lose.
  */
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MARKER } from '../scripts/patch-postgres.mjs';
 import { testConfig } from '../src/config.ts';
+import { postgresJsPatched } from '../src/db/drivers/postgres.ts';
 import { isConnectionLoss, rows, type Database } from '../src/db/index.ts';
 import { createLogger } from '../src/log.ts';
 import { startHub, type HubHandle } from '../src/server.ts';
@@ -46,12 +48,29 @@ describe('a connection loss', () => {
     for (const code of ['23505', '40P01', '57014', '42P01', 'ERR_INVALID_ARG_TYPE']) {
       expect(isConnectionLoss(wrapped({ code })), code).toBe(false);
     }
+    const refused = Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' });
+    expect(isConnectionLoss(wrapped({ cause: new AggregateError([refused]) }))).toBe(true);
     expect(isConnectionLoss(new Error('no code'))).toBe(false);
     expect(isConnectionLoss('CONNECTION_CLOSED')).toBe(false);
   });
 });
 
 describe('the postgres.js connection-loss guard', () => {
+  it('is told missing, so that the hub can warn', () => {
+    const folder = mkdtempSync(join(tmpdir(), 'ah-postgres-'));
+    try {
+      writeFileSync(join(folder, 'index.js'), `// ${MARKER}`);
+      writeFileSync(join(folder, 'connection.js'), '// as published');
+      expect(postgresJsPatched(folder)).toBe(false);
+      writeFileSync(join(folder, 'connection.js'), `// ${MARKER}`);
+      expect(postgresJsPatched(folder)).toBe(true);
+      expect(postgresJsPatched(join(folder, 'nowhere'))).toBe(false);
+    } finally {
+      rmSync(folder, { recursive: true, force: true });
+    }
+    expect(postgresJsPatched()).toBe(true);
+  });
+
   it('is installed in both builds Node may load', () => {
     const src = fileURLToPath(new URL('.', import.meta.resolve('postgres')));
     for (const file of [

@@ -91,10 +91,14 @@ export async function inOrder<T extends readonly unknown[]>(
 /** PostgreSQL error codes worth retrying a whole transaction for. */
 const RETRYABLE = new Set(['40001', '40P01']);
 
-/** The `code` of an error and of the errors it wraps (drizzle wraps driver errors in `cause`). */
-function* errorCodes(error: unknown): Generator<string> {
+/**
+ * The `code` of an error and of the errors it wraps, outermost first: drizzle wraps driver errors
+ * in `cause`, and a connection that tried several addresses fails with an AggregateError.
+ */
+export function* errorCodes(error: unknown): Generator<string> {
   let e: unknown = error;
-  for (let i = 0; i < 3 && e && typeof e === 'object'; i++) {
+  for (let i = 0; i < 5 && e && typeof e === 'object'; i++) {
+    if (e instanceof AggregateError && e.errors.length > 0) e = e.errors[0] as unknown;
     const code = (e as { code?: unknown }).code;
     if (typeof code === 'string') yield code;
     e = (e as { cause?: unknown }).cause;

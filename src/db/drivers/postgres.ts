@@ -1,3 +1,6 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import postgres from 'postgres';
 import { drizzle } from 'drizzle-orm/postgres-js';
 import { migrate } from 'drizzle-orm/postgres-js/migrator';
@@ -5,6 +8,7 @@ import * as schema from '../schema.ts';
 import { migrationsFolder } from '../migrations-folder.ts';
 import type { Database, Db } from '../types.ts';
 import { markPipelining } from './capabilities.ts';
+import { MARKER } from '../../../scripts/patch-postgres.mjs';
 
 /** An arbitrary constant: every hub process migrating the same database takes this lock first. */
 const MIGRATION_LOCK = 7_146_513_220_114_081n;
@@ -54,4 +58,23 @@ export function openPostgres(url: string, options: PostgresOptions = {}): Databa
     },
     close: () => client.end({ timeout: 5 }),
   };
+}
+
+/**
+ * Whether postgres.js carries the fixes scripts/patch-postgres.mjs makes after every install.
+ * An install run with `--ignore-scripts` leaves them out: then a lost database connection can
+ * end the hub's process, and the hub says so when it starts.
+ *
+ * @param folder the folder of postgres.js's ESM build (the one this process loads) by default.
+ */
+export function postgresJsPatched(
+  folder = fileURLToPath(new URL('.', import.meta.resolve('postgres'))),
+): boolean {
+  try {
+    return ['index.js', 'connection.js'].every((file) =>
+      readFileSync(join(folder, file), 'utf8').includes(MARKER),
+    );
+  } catch {
+    return false;
+  }
 }
