@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 /**
- * Run after every install (the `postinstall` script): fixes to postgres.js 3.4.9 for a
- * connection that is lost (PostgreSQL restarting, a backend terminated, the network failing)
- * while it is in use. Upstream: porsager/postgres#1154, #1208.
+ * Run after every install (the `postinstall` script): changes to postgres.js 3.4.9. Most fix
+ * what happens to a connection that is lost (PostgreSQL restarting, a backend terminated, the
+ * network failing) while it is in use (upstream: porsager/postgres#1154, #1208); the last one
+ * saves every transaction a round trip.
  *
  * - A statement sent in a transaction after its connection had closed was written to a socket
  *   that is gone: the write threw from a timer, outside any promise, and ended the process. A
@@ -20,8 +21,16 @@
  *   found nothing, and the request was answered 401); the error received before the close
  *   failed the next connection's first statement. Patched, all of it is dropped with the
  *   connection, once the statements in flight have been failed.
+ * - `sql.begin` waited for the answer to BEGIN before it let the transaction send anything. The
+ *   statements now follow BEGIN down the connection it reserved without waiting, as pgjdbc and
+ *   pgx send them; BEGIN's answer is checked before COMMIT. An ingest transaction is a few
+ *   round trips, so this is a good part of its time. BEGIN fails only when its session does,
+ *   and then everything sent after it fails too. Were a BEGIN to fail on a session that lives
+ *   on, the statements already sent behind it would each commit on its own; the transaction
+ *   still fails, at COMMIT, so that its caller does not take it for done.
  *
- * Idempotent. Fails the install when postgres.js is not the code this was written for: a new
+ * Idempotent, edit by edit, so a copy patched by an earlier version of this script gets the
+ * edits it lacks. Fails the install when postgres.js is not the code this was written for: a new
  * version may have fixed the bugs (then drop the patch) or moved the code (then update it).
  * test/connection-loss.test.ts proves the patched behaviour.
  */
@@ -30,6 +39,8 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const MARKER = '/* audiencehub: connection-loss guard */';
+/** The comment on the lines that pipeline a transaction's BEGIN. */
+export const PIPELINED = '/* audiencehub: pipelined begin */';
 
 const closedError = "Errors.connection('CONNECTION_CLOSED', options)";
 
@@ -38,11 +49,11 @@ const INDEX = [
   // A transaction: remember the connection its BEGIN reserved, and refuse statements once
   // that reservation has ended (the connection closed, or the transaction ended).
   [
-    `    async function scope(c, fn, name) {
-      const sql = Sql(handler)`,
-    `    async function scope(c, fn, name) {
-      const reservation = c.reserved ${MARKER}
-      const sql = Sql(handler)`,
+    `      const sql = Sql(handler)
+      sql.savepoint = savepoint`,
+    `      const reservation = c.reserved ${MARKER}
+      const sql = Sql(handler)
+      sql.savepoint = savepoint`,
   ],
   [
     `      function handler(q) {
@@ -52,6 +63,31 @@ const INDEX = [
         q.catch(e => uncaughtError || (uncaughtError = e))
         if (c.reserved !== reservation) return q.reject(${closedError})
         c.queue === full`,
+  ],
+  // BEGIN pipelined: the transaction's statements go out as soon as BEGIN has its connection,
+  // not once its answer is back. Its outcome is awaited before COMMIT.
+  [
+    `      await sql.unsafe('begin ' + options.replace(/[^a-z ]/ig, ''), [], { onexecute }).execute()
+      return await Promise.race([
+        scope(connection, fn),`,
+    `      let onreserved ${PIPELINED}
+      const reserving = new Promise(r => onreserved = r)
+      const began = sql.unsafe('begin ' + options.replace(/[^a-z ]/ig, ''), [], {
+        onexecute: c => (onexecute(c), onreserved())
+      }).execute()
+      began.catch(() => {})
+      await Promise.race([reserving, began])
+      connection.queue === full && move(connection, reserved)
+      return await Promise.race([
+        scope(connection, fn, null, began),`,
+  ],
+  [`    async function scope(c, fn, name) {`, `    async function scope(c, fn, name, began) {`],
+  [
+    `      if (!name) {
+        prepare`,
+    `      if (!name) {
+        await began ${PIPELINED}
+        prepare`,
   ],
 ];
 
@@ -102,8 +138,9 @@ export function patchPostgres(root = packageRoot()) {
   return FILES.map(([file, edits]) => {
     const path = join(root, file);
     let text = readFileSync(path, 'utf8');
-    if (text.includes(MARKER)) return `${file}: already patched`;
-    for (const [original, patched] of edits) {
+    const pending = edits.filter(([, patched]) => !text.includes(patched));
+    if (pending.length === 0) return `${file}: already patched`;
+    for (const [original, patched] of pending) {
       const at = text.indexOf(original);
       if (at < 0 || text.indexOf(original, at + 1) >= 0) {
         throw new Error(
