@@ -99,6 +99,35 @@ async function lookup(db: Db, keys: IdentityKey[]): Promise<Map<string, string>>
   return found;
 }
 
+/**
+ * {@link lookup}, holding the advisory lock of every identity not found: in one round trip
+ * where the driver pipelines. The first statement locks the identities that do not exist as
+ * it reads, in lock order; the second reads them all again, after the locks are held, so it
+ * sees any created meanwhile by the transaction that held one. An identity found by the first
+ * and gone by the second (erased meanwhile) is not locked: creating it again then relies on
+ * the unique index, and a conflict retries the batch.
+ */
+async function lookupLocking(db: Db, keys: IdentityKey[]): Promise<Map<string, string>> {
+  if (keys.length === 0) return new Map();
+  const locking = keys.map((k) => ({ type: k.type, value: k.value, lock: identityLockKey(k) }));
+  const [, found] = await inOrder(db, [
+    () =>
+      preparedRows(
+        db,
+        sql`select pg_advisory_xact_lock(lock) from (
+              select distinct k.lock::bigint as lock
+              from json_to_recordset(${json(locking)}) as k(type text, value text, lock text)
+              where not exists (
+                select 1 from identities i where i.type = k.type and i.value = k.value
+              )
+              order by 1
+            ) as keys`,
+      ),
+    () => lookup(db, keys),
+  ]);
+  return found;
+}
+
 /** The previous id of an alias, as the identities it might be known by. */
 const aliasCandidates = (previousId: string): IdentityKey[] => [
   { type: IDENTITY.anonymousId, value: previousId },
@@ -211,30 +240,12 @@ async function resolveInFull(
       cached.add(key);
     } else uncached.push(k);
   }
-  for (const [key, profile] of await lookup(tx, uncached)) known.set(key, profile);
+  for (const [key, profile] of await lookupLocking(tx, uncached)) known.set(key, profile);
   const settled = settledPeople(messages, (i, j) => known.get(messageKeys[i]![j]!));
   if (settled) {
     const learned = new Map<string, string>();
     for (const [key, profile] of known) if (!cached.has(key)) learned.set(key, profile);
     return { ...settledResolution(settled, learned), survivorOf: new Map() };
-  }
-  const missing = [...allKeys].filter(([key]) => !known.has(key)).map(([, k]) => k);
-  if (missing.length > 0) {
-    const lockKeys = [...new Set(missing.map(identityLockKey))];
-    // Another transaction may have created some of them before we held the locks: they are
-    // looked up again once held (in the same round trip where the driver pipelines).
-    const [, again] = await inOrder(tx, [
-      () =>
-        preparedRows(
-          tx,
-          sql`select pg_advisory_xact_lock(k) from (
-                select x::bigint as k from json_array_elements_text(${json(lockKeys)}) as x
-                order by 1
-              ) as keys`,
-        ),
-      () => lookup(tx, missing),
-    ]);
-    for (const [key, profile] of again) known.set(key, profile);
   }
 
   // Union-find over profiles: existing ones by id, new ones by a fresh id.
