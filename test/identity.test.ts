@@ -258,6 +258,46 @@ describe(`identity resolution (${driver})`, () => {
     expect(await count(db, 'identities')).toBe(5);
   });
 
+  it('creates the identities of a batch of thousands of new people, more than there are lock slots', async () => {
+    // 6,000 people with three identities each: one advisory lock per new identity would ask
+    // PostgreSQL's shared lock table for 18,000 slots, past what it holds by default.
+    const people = 6000;
+    const messages = Array.from({ length: people }, (_, i) => ({
+      type: 'identify',
+      userId: `bulk-${i}`,
+      anonymousId: `bulk-device-${i}`,
+      traits: { email: `bulk-${i}@x.io` },
+    }));
+    const result = await send(db, config, messages);
+    expect(result.accepted).toBe(people);
+    expect(await count(db, 'identities')).toBe(3 * people);
+    expect(new Set(result.profileIds).size).toBe(people);
+    // The same people again, with one new device each: all found, nothing created twice.
+    const again = await send(
+      db,
+      config,
+      messages.map((m, i) => ({ ...m, anonymousId: `bulk-device-${i}-b` })),
+    );
+    expect(again.profileIds).toEqual(result.profileIds);
+    expect(await count(db, 'identities')).toBe(4 * people);
+  });
+
+  it('creates each new person once when two batches too large to lock bring the same people', async () => {
+    const people = 1500;
+    const batch = (copy: string) =>
+      Array.from({ length: people }, (_, i) => ({
+        type: 'track',
+        event: 'Signed Up',
+        messageId: `${copy}-${i}`,
+        userId: `race-${i}`,
+      }));
+    const results = await Promise.all([send(db, config, batch('a')), send(db, config, batch('b'))]);
+    expect(results[0]!.profileIds).toEqual(results[1]!.profileIds);
+    expect(await count(db, 'identities')).toBe(people);
+    expect(await liveProfiles(db)).toHaveLength(people);
+    expect(await count(db, 'events')).toBe(2 * people);
+  });
+
   it('stores a retried message once, even when the retries race', async () => {
     const message = {
       type: 'track',

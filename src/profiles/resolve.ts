@@ -5,7 +5,10 @@
  * Concurrency. Everything runs in the caller's transaction:
  * - identities that do not exist yet are created under transaction-scoped advisory locks on
  *   their (type, value), taken in one sorted statement, so two transactions can never both
- *   create the same identity or both create a profile for it;
+ *   create the same identity or both create a profile for it. A batch that would take more
+ *   than {@link IDENTITY_LOCKS_AT_MOST} of them (thousands of new people at once, as from a
+ *   bulk import) takes none, since PostgreSQL's lock table would run out: the unique index
+ *   on identities then decides, and a batch that loses a race for an identity is retried;
  * - profiles about to merge are locked `FOR UPDATE` in id order before anything moves;
  * - profiles whose row the batch changes (traits, kind), or that gain an identity, are locked
  *   by {@link lockLiveProfiles} and must be live; profiles that only receive events are not
@@ -100,8 +103,16 @@ async function lookup(db: Db, keys: IdentityKey[]): Promise<Map<string, string>>
 }
 
 /**
- * {@link lookup}, holding the advisory lock of every identity not found: in one round trip
- * where the driver pipelines. The first statement locks the identities that do not exist as
+ * The most identity locks one transaction takes. Every lock takes a slot of PostgreSQL's shared
+ * lock table, which holds `max_locks_per_transaction` (64) per connection by default, shared by
+ * all transactions: some 10,000 at most.
+ */
+export const IDENTITY_LOCKS_AT_MOST = 1000;
+
+/**
+ * {@link lookup}, holding the advisory lock of every identity not found (unless there may be
+ * more than {@link IDENTITY_LOCKS_AT_MOST} of them): in one round trip where the driver
+ * pipelines. The first statement locks the identities that do not exist as
  * it reads, in lock order; the second reads them all again, after the locks are held, so it
  * sees any created meanwhile by the transaction that held one. An identity found by the first
  * and gone by the second (erased meanwhile) is not locked: creating it again then relies on
@@ -109,6 +120,7 @@ async function lookup(db: Db, keys: IdentityKey[]): Promise<Map<string, string>>
  */
 async function lookupLocking(db: Db, keys: IdentityKey[]): Promise<Map<string, string>> {
   if (keys.length === 0) return new Map();
+  if (keys.length > IDENTITY_LOCKS_AT_MOST) return lookup(db, keys);
   const locking = keys.map((k) => ({ type: k.type, value: k.value, lock: identityLockKey(k) }));
   const [, found] = await inOrder(db, [
     () =>
@@ -127,6 +139,8 @@ async function lookupLocking(db: Db, keys: IdentityKey[]): Promise<Map<string, s
   ]);
   return found;
 }
+
+const compareText = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
 /** The previous id of an alias, as the identities it might be known by. */
 const aliasCandidates = (previousId: string): IdentityKey[] => [
@@ -396,6 +410,7 @@ async function resolveInFull(
     if (!anonymous.has(key.type)) becameCustomer.add(profileId);
     return { type: key.type, value: key.value, profile_id: profileId, source };
   });
+  newIdentityRows.sort((a, b) => compareText(a.type, b.type) || compareText(a.value, b.value));
 
   const newProfiles = created.map((id) => ({
     id,
@@ -409,7 +424,9 @@ async function resolveInFull(
           select id, kind from json_to_recordset(${json(newProfiles)}) as x(id uuid, kind text)`,
     );
   };
-  // An identity created meanwhile by another transaction is skipped here, and the batch retried.
+  // An identity created meanwhile by another transaction (one that held no lock on it, or
+  // whose lock was not taken here) is skipped here, and the batch retried. Sorted, so that two
+  // batches inserting the same identities wait for each other in one order.
   const insertIdentities = async () => {
     if (newIdentityRows.length === 0) return;
     const inserted = await preparedRows<{ type: string }>(
