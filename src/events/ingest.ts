@@ -147,16 +147,15 @@ async function insertEvents(
   const column = (value: (m: PreparedMessage, i: number) => unknown) => json(messages.map(value));
   const document = (value: (m: PreparedMessage) => unknown) =>
     sql`${JSON.stringify(messages.map(value))}::jsonb`;
-  const ms = (d: Date | null) => (d === null ? null : d.getTime());
   const [row] = await preparedRows<{ stored: (number | string | bigint)[] | null }>(
     tx,
     sql`select insert_events(
           ${column((_, i) => profileIds[i])}, ${column((m) => m.source)},
           ${column((m) => m.messageId)}, ${column((m) => m.type)}, ${column((m) => m.name)},
           ${document((m) => m.properties)}, ${document((m) => m.context)},
-          ${column((m) => m.revenue)}, ${column((m) => ms(m.timestamp))},
-          ${column((m) => ms(m.originalTimestamp))}, ${column((m) => ms(m.sentAt))},
-          ${column((m) => ms(m.receivedAt))}, ${column((m) => m.userId)},
+          ${column((m) => m.revenue)}, ${column((m) => m.timestamp)},
+          ${column((m) => m.originalTimestamp)}, ${column((m) => m.sentAt)},
+          ${column((m) => m.receivedAt)}, ${column((m) => m.userId)},
           ${column((m) => m.anonymousId)}
         ) as stored`,
   );
@@ -185,7 +184,7 @@ async function recordTraits(
 ): Promise<void> {
   const latest = new Map<
     string,
-    { profile_id: string; source: string; key: string; value: string; observed_at: Date }
+    { profile_id: string; source: string; key: string; value: string; observed_at: number }
   >();
   messages.forEach((m, i) => {
     if (!m.traits) return;
@@ -205,10 +204,11 @@ async function recordTraits(
     }
   });
   if (latest.size === 0) return;
+  const rows = [...latest.values()].map((r) => ({ ...r, observed_at: new Date(r.observed_at) }));
   await tx.execute(
     sql`insert into traits as t (profile_id, source, key, value, observed_at)
         select profile_id, source, key, value::jsonb, observed_at
-        from json_to_recordset(${json([...latest.values()])})
+        from json_to_recordset(${json(rows)})
           as x(profile_id uuid, source text, key text, value text, observed_at timestamptz)
         on conflict (profile_id, source, key) do update
           set value = excluded.value, observed_at = excluded.observed_at

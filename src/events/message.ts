@@ -80,7 +80,11 @@ export const Message = z.discriminatedUnion('type', [
 ]);
 export type Message = z.infer<typeof Message>;
 
-/** A message ready to be resolved and stored. */
+/**
+ * A message ready to be resolved and stored. Its times are epoch milliseconds rather than
+ * Dates: a message waits for its transaction, and every object it holds is one more for the
+ * garbage collector to copy meanwhile.
+ */
 export interface PreparedMessage {
   type: MessageType;
   source: string;
@@ -95,10 +99,12 @@ export interface PreparedMessage {
   /** Traits to record for the profile (identify), keyed by trait name. */
   traits: Record<string, unknown> | null;
   revenue: number | null;
-  timestamp: Date;
-  originalTimestamp: Date | null;
-  sentAt: Date | null;
-  receivedAt: Date;
+  /** When it happened, corrected for the client's clock. */
+  timestamp: number;
+  /** The time the client gave, if any. */
+  originalTimestamp: number | null;
+  sentAt: number | null;
+  receivedAt: number;
   userId: string | null;
   anonymousId: string | null;
 }
@@ -176,18 +182,18 @@ export function parseMessage(
     });
   }
 
-  const receivedAt = options.receivedAt;
-  const original = parseDate(m.timestamp ?? m.originalTimestamp);
-  const sentAt = parseDate(m.sentAt ?? options.batchSentAt);
-  if (m.timestamp != null && !original) {
+  const receivedAt = options.receivedAt.getTime();
+  const original = parseTime(m.timestamp ?? m.originalTimestamp);
+  const sentAt = parseTime(m.sentAt ?? options.batchSentAt);
+  if (m.timestamp != null && original === null) {
     errors.push({ field: fieldPath(prefix, ['timestamp']), message: 'not a valid date' });
   }
   if (errors.length) return { ok: false, errors };
 
   // The spec corrects client clock skew: timestamp = receivedAt − (sentAt − originalTimestamp).
   const timestamp =
-    original && sentAt
-      ? new Date(receivedAt.getTime() - (sentAt.getTime() - original.getTime()))
+    original !== null && sentAt !== null
+      ? receivedAt - (sentAt - original)
       : (original ?? receivedAt);
 
   const context = (m.context ?? {}) as Record<string, unknown>;
@@ -338,11 +344,11 @@ function propertiesOf(m: Message): Record<string, unknown> {
   }
 }
 
-function parseDate(value: unknown): Date | null {
-  if (value instanceof Date) return Number.isNaN(value.getTime()) ? null : value;
-  if (typeof value !== 'string') return null;
-  const d = new Date(value);
-  return Number.isNaN(d.getTime()) ? null : d;
+/** A time as epoch milliseconds, from a Date or a string as `new Date` reads it; else null. */
+function parseTime(value: unknown): number | null {
+  const time =
+    value instanceof Date ? value.getTime() : typeof value === 'string' ? Date.parse(value) : NaN;
+  return Number.isNaN(time) ? null : time;
 }
 
 /** The identities a message carries: ids, and email/phone from its traits or context.traits. */

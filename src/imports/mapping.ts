@@ -321,7 +321,7 @@ export function compileMapping(
       const messages: PreparedMessage[] = [];
       const hasTraits = Object.keys(traitValues).length > 0;
       if (hasTraits || !event) {
-        const at = observed ?? when ?? receivedAt;
+        const at = (observed ?? when ?? receivedAt).getTime();
         messages.push({
           type: 'identify',
           source,
@@ -335,9 +335,9 @@ export function compileMapping(
           traits: traitValues,
           revenue: null,
           timestamp: at,
-          originalTimestamp: observed ?? when,
+          originalTimestamp: (observed ?? when)?.getTime() ?? null,
           sentAt: null,
-          receivedAt,
+          receivedAt: receivedAt.getTime(),
           userId,
           anonymousId,
         });
@@ -354,10 +354,10 @@ export function compileMapping(
           context: context(origin),
           traits: null,
           revenue: amount,
-          timestamp: when ?? receivedAt,
-          originalTimestamp: when,
+          timestamp: (when ?? receivedAt).getTime(),
+          originalTimestamp: when?.getTime() ?? null,
           sentAt: null,
-          receivedAt,
+          receivedAt: receivedAt.getTime(),
           userId,
           anonymousId,
         });

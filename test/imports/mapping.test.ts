@@ -54,7 +54,7 @@ describe('a stream mapping', () => {
       // 6 × 2.55 without float noise.
       revenue: 15.3,
       // British Summer Time: 08:26 in London is 07:26 UTC.
-      timestamp: new Date('2011-06-01T07:26:00Z'),
+      timestamp: Date.parse('2011-06-01T07:26:00Z'),
     });
   });
 
@@ -150,7 +150,7 @@ describe('a stream mapping', () => {
         name: 'page_view',
         anonymousId: 'c1',
         properties: { page: '/', 'geo.country': 'FR' },
-        timestamp: new Date('2021-01-02T03:04:05Z'),
+        timestamp: Date.parse('2021-01-02T03:04:05Z'),
         revenue: null,
       }),
     ]);
