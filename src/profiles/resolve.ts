@@ -111,12 +111,13 @@ export const IDENTITY_LOCKS_AT_MOST = 1000;
 
 /**
  * {@link lookup}, holding the advisory lock of every identity not found (unless there may be
- * more than {@link IDENTITY_LOCKS_AT_MOST} of them): in one round trip where the driver
- * pipelines. The first statement locks the identities that do not exist as
- * it reads, in lock order; the second reads them all again, after the locks are held, so it
- * sees any created meanwhile by the transaction that held one. An identity found by the first
- * and gone by the second (erased meanwhile) is not locked: creating it again then relies on
- * the unique index, and a conflict retries the batch.
+ * more than {@link IDENTITY_LOCKS_AT_MOST} of them), in one round trip where the driver
+ * pipelines. The first statement locks, in lock order, the identities that do not exist as it
+ * reads; the second reads them all again once the locks are held, so it sees any created
+ * meanwhile by the transaction that held one. Each identity is thus probed twice, which costs
+ * less than a round trip. An identity found by the first and gone by the second (erased
+ * meanwhile) is not locked: creating it again relies on the unique index, and a conflict
+ * retries the batch.
  */
 async function lookupLocking(db: Db, keys: IdentityKey[]): Promise<Map<string, string>> {
   if (keys.length === 0) return new Map();
@@ -424,8 +425,8 @@ async function resolveInFull(
           select id, kind from json_to_recordset(${json(newProfiles)}) as x(id uuid, kind text)`,
     );
   };
-  // An identity created meanwhile by another transaction (one that held no lock on it, or
-  // whose lock was not taken here) is skipped here, and the batch retried. Sorted, so that two
+  // An identity another transaction created meanwhile without the lock (a batch too large to
+  // lock, or this one) is skipped here, and the batch retried. The rows are sorted, so that two
   // batches inserting the same identities wait for each other in one order.
   const insertIdentities = async () => {
     if (newIdentityRows.length === 0) return;
