@@ -42,7 +42,7 @@ const USAGE = `Usage: npm run bench:ingest -- [options]
   --events N         events to send (default 1000000)
   --users N          distinct users (default: events / 10, at most 100000)
   --batch N          events per /v1/batch request (default 500)
-  --concurrency N    concurrent senders (default 4)
+  --concurrency N    concurrent senders (default 8)
   --pg               PostgreSQL instead of PGlite (also BENCH_DRIVER=postgres)
   --pg-url URL       server to create the scratch databases on
                      (default BENCH_PG_URL or postgres://postgres@127.0.0.1:5432/postgres)
@@ -61,7 +61,7 @@ function options() {
       events: { type: 'string', default: '1000000' },
       users: { type: 'string' },
       batch: { type: 'string', default: '500' },
-      concurrency: { type: 'string', default: '4' },
+      concurrency: { type: 'string', default: '8' },
       pg: { type: 'boolean', default: process.env.BENCH_DRIVER === 'postgres' },
       'pg-url': {
         type: 'string',
