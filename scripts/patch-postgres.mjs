@@ -21,6 +21,9 @@
  *   found nothing, and the request was answered 401); the error received before the close
  *   failed the next connection's first statement. Patched, all of it is dropped with the
  *   connection, once the statements in flight have been failed.
+ * - A new connection first reads the array types; when it was lost during that read, the read's
+ *   failure was left unhandled, which Node reports as an unhandled rejection. Patched, it is
+ *   dropped: the connection's statements fail with it, and the next connection reads again.
  * - `sql.begin` waited for the answer to BEGIN before it let the transaction send anything. The
  *   statements now follow BEGIN down the connection it reserved without waiting, as pgjdbc and
  *   pgx send them; BEGIN's answer is checked before COMMIT. An ingest transaction is a few
@@ -116,6 +119,13 @@ const CONNECTION = [
     query = results = errorResponse = null
     result = new Result()
     rows = 0
+`,
+  ],
+  // A connection lost while it read the array types left that read's failure unhandled.
+  [
+    `        return fetchArrayTypes()
+`,
+    `        return fetchArrayTypes().catch(() => {}) ${MARKER}
 `,
   ],
 ];

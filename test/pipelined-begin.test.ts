@@ -25,13 +25,19 @@ async function holdingProxy(target: URL) {
   const sockets = new Set<Socket>();
   let holding = false;
   let rewrite: [from: string, to: string] | null = null;
+  let holdAfter: string | null = null;
+  let keepBack: string | null = null;
+  const kept: { socket: Socket; data: Buffer }[] = [];
   const server: Server = createServer((client) => {
     const upstream = connect(Number(target.port || 5432), target.hostname);
     sockets.add(client).add(upstream);
     client.on('data', (data) => {
       sent.push(data);
+      if (holdAfter && data.includes(holdAfter)) holding = true;
       if (rewrite) data = Buffer.from(data.toString('latin1').replace(...rewrite), 'latin1');
-      upstream.write(data);
+      if (keepBack && (kept.length > 0 || data.includes(keepBack)))
+        kept.push({ socket: upstream, data });
+      else upstream.write(data);
     });
     upstream.on('data', (data) => {
       if (holding) held.push({ socket: client, data });
@@ -55,17 +61,30 @@ async function holdingProxy(target: URL) {
     hold() {
       holding = true;
     },
+    /** Keep from the server what the client sends from `text` on, until released. */
+    keepBack(text: string) {
+      keepBack = text;
+    },
+    /** Hold every answer once the client has sent `text`. */
+    holdAfter(text: string) {
+      holdAfter = text;
+    },
     /** Pass on what was held, and everything after. */
     release() {
       holding = false;
+      holdAfter = null;
+      keepBack = null;
+      for (const { socket, data } of kept.splice(0)) if (!socket.destroyed) socket.write(data);
       for (const { socket, data } of held.splice(0)) socket.write(data);
     },
     /** Change what the client sends from now on (`from` and `to` of one length), or stop. */
     rewrite(change: [from: string, to: string] | null) {
       rewrite = change;
     },
-    /** Whether the client has sent `text` so far. */
-    hasSent: (text: string) => Buffer.concat(sent).includes(text),
+    /** Whether the client has sent `text`, from byte `from` of all it sent. */
+    hasSent: (text: string, from = 0) => Buffer.concat(sent).subarray(from).includes(text),
+    /** How many bytes the client has sent so far. */
+    sentBytes: () => Buffer.concat(sent).length,
     /** Cut every connection through the proxy. */
     cut() {
       for (const socket of sockets) socket.destroy();
@@ -189,6 +208,49 @@ onPostgres('a transaction on postgres.js', () => {
       expect(row!.one).toBe(1);
     } finally {
       proxy.rewrite(null);
+      await client.end({ timeout: 1 });
+    }
+  });
+
+  it('loses a new connection while it reads the array types without an unhandled rejection', async () => {
+    const unhandled: unknown[] = [];
+    const record = (reason: unknown) => unhandled.push(reason);
+    process.on('unhandledRejection', record);
+    const client = postgres(proxy.url, {
+      max: 1,
+      onnotice: () => {},
+      connection: { application_name: 'reads-types' },
+    });
+    try {
+      const from = proxy.sentBytes();
+      proxy.keepBack('pg_catalog.pg_type');
+      const first = client`select 1 as n`.then(
+        () => null,
+        (error: unknown) => error,
+      );
+      expect(await eventually(() => proxy.hasSent('pg_catalog.pg_type', from))).toBe(true);
+      // Its backend ends (as on a restart) before the read of the types reaches it.
+      const admin = postgres(target.toString(), { max: 1, onnotice: () => {} });
+      try {
+        const ended = await admin<{ n: number }[]>`
+          select count(*) filter (where pg_terminate_backend(pid))::int as n
+          from pg_stat_activity
+          where application_name = 'reads-types'`;
+        expect(ended[0]!.n).toBe(1);
+      } finally {
+        await admin.end({ timeout: 1 });
+      }
+      proxy.release();
+      // The first statement is sent again on the next connection, or fails as a lost one.
+      const outcome = await first;
+      expect(outcome === null || isConnectionLoss(outcome)).toBe(true);
+      const [row] = await client<{ n: number }[]>`select 2 as n`;
+      expect(row!.n).toBe(2);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off('unhandledRejection', record);
+      proxy.release();
       await client.end({ timeout: 1 });
     }
   });
