@@ -23,7 +23,8 @@
  *   connection, once the statements in flight have been failed.
  * - A new connection first reads the array types; when it was lost during that read, the read's
  *   failure was left unhandled, which Node reports as an unhandled rejection. Patched, it is
- *   dropped: the connection's statements fail with it, and the next connection reads again.
+ *   dropped: the connection's statements fail with it. (The client may then not read the types
+ *   at all: a pool whose very first read failed was seen returning an array as its text.)
  * - `sql.begin` waited for the answer to BEGIN before it let the transaction send anything. The
  *   statements now follow BEGIN down the connection it reserved without waiting, as pgjdbc and
  *   pgx send them; BEGIN's answer is checked before COMMIT. An ingest transaction is a few

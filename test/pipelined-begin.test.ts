@@ -25,7 +25,6 @@ async function holdingProxy(target: URL) {
   const sockets = new Set<Socket>();
   let holding = false;
   let rewrite: [from: string, to: string] | null = null;
-  let holdAfter: string | null = null;
   let keepBack: string | null = null;
   const kept: { socket: Socket; data: Buffer }[] = [];
   const server: Server = createServer((client) => {
@@ -33,7 +32,6 @@ async function holdingProxy(target: URL) {
     sockets.add(client).add(upstream);
     client.on('data', (data) => {
       sent.push(data);
-      if (holdAfter && data.includes(holdAfter)) holding = true;
       if (rewrite) data = Buffer.from(data.toString('latin1').replace(...rewrite), 'latin1');
       if (keepBack && (kept.length > 0 || data.includes(keepBack)))
         kept.push({ socket: upstream, data });
@@ -65,14 +63,9 @@ async function holdingProxy(target: URL) {
     keepBack(text: string) {
       keepBack = text;
     },
-    /** Hold every answer once the client has sent `text`. */
-    holdAfter(text: string) {
-      holdAfter = text;
-    },
     /** Pass on what was held, and everything after. */
     release() {
       holding = false;
-      holdAfter = null;
       keepBack = null;
       for (const { socket, data } of kept.splice(0)) if (!socket.destroyed) socket.write(data);
       for (const { socket, data } of held.splice(0)) socket.write(data);
